@@ -1,0 +1,146 @@
+"""MySQL connection settings from `MIGRATION_MYSQL_URL`, and connections that always close.
+
+Why a module of its own: every path to the database (assets, checks, the devstack, the
+benchmarks) must agree on the session settings the pipeline depends on (UTC, local infile,
+autocommit off), and must never let the password reach a log, metadata or an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from urllib.parse import quote, unquote, urlsplit
+
+import pymysql
+import pymysql.cursors
+
+_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+class MySQLUrlError(ValueError):
+    """`MIGRATION_MYSQL_URL` is malformed; the message never contains the password."""
+
+
+@dataclass(frozen=True)
+class MySQLSettings:
+    host: str
+    port: int = 3306
+    user: str = "root"
+    password: str = field(default="", repr=False)
+    database: str = "migration"
+    connect_timeout_s: int = 10
+    read_timeout_s: int | None = None
+
+    def __str__(self) -> str:
+        return self.redacted_url
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL with the password masked: safe for logs and metadata."""
+        secret = ":***" if self.password else ""
+        return f"mysql://{quote(self.user, safe='')}{secret}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def url(self) -> str:
+        """The full URL, password included: for child processes' environment only."""
+        secret = f":{quote(self.password, safe='')}" if self.password else ""
+        return f"mysql://{quote(self.user, safe='')}{secret}@{self.host}:{self.port}/{self.database}"
+
+    def with_database(self, database: str) -> MySQLSettings:
+        return replace(self, database=validate_database_name(database))
+
+
+def validate_database_name(name: str) -> str:
+    if not _DATABASE_NAME.match(name):
+        raise MySQLUrlError(f"database name {name!r} must be 1-64 letters, digits or underscores")
+    return name
+
+
+def parse_mysql_url(url: str) -> MySQLSettings:
+    """Parse `mysql://user:password@host:port/database`; the password may be URL-encoded."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or 3306
+    except ValueError as exc:
+        raise MySQLUrlError(f"MIGRATION_MYSQL_URL is not a valid URL ({type(exc).__name__})") from None
+    if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb"):
+        raise MySQLUrlError(
+            f"MIGRATION_MYSQL_URL must start with mysql://, not {parts.scheme or '(nothing)'}://"
+        )
+    if not parts.hostname:
+        raise MySQLUrlError("MIGRATION_MYSQL_URL has no host (expected mysql://user@host:port/db)")
+    database = unquote(parts.path.lstrip("/")) or "migration"
+    return MySQLSettings(
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        database=validate_database_name(database),
+    )
+
+
+class MySQLConnectError(RuntimeError):
+    """Connecting failed; carries the server's error code but never the password."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def open_connection(settings: MySQLSettings, *, database: bool = True) -> pymysql.Connection:
+    """A new connection with the session settings the pipeline relies on.
+
+    UTC session time zone, so DATETIME values and per-second buckets never shift;
+    `local_infile` so bulk loads can stream from the client; autocommit off, so every
+    write is an explicit transaction.
+    """
+    try:
+        return pymysql.connect(
+            host=settings.host,
+            port=settings.port,
+            user=settings.user,
+            password=settings.password,
+            database=settings.database if database else None,
+            charset="utf8mb4",
+            local_infile=True,
+            autocommit=False,
+            connect_timeout=settings.connect_timeout_s,
+            read_timeout=settings.read_timeout_s,
+            init_command="SET time_zone = '+00:00'",
+            cursorclass=pymysql.cursors.Cursor,
+        )
+    except pymysql.err.MySQLError as exc:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        detail = _scrub(str(exc.args[1]) if len(exc.args) > 1 else str(exc), settings.password)
+        raise MySQLConnectError(
+            f"cannot connect to MySQL at {settings.redacted_url}: {detail}", code
+        ) from None
+
+
+@contextlib.contextmanager
+def connection(settings: MySQLSettings, *, database: bool = True) -> Iterator[pymysql.Connection]:
+    """A connection that is closed however the block ends; rolled back unless committed."""
+    conn = open_connection(settings, database=database)
+    try:
+        yield conn
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def ensure_database(settings: MySQLSettings) -> None:
+    """Create the configured database if it does not exist (name validated, then quoted)."""
+    name = validate_database_name(settings.database)
+    with connection(settings, database=False) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+        conn.commit()
