@@ -42,8 +42,11 @@ def aws_endpoint(stack: StackState) -> str:
 
 def _client(service: str, endpoint: str):
     return boto3.client(
-        service, endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
         config=Config(retries={"mode": "standard", "max_attempts": 3}),
     )
 

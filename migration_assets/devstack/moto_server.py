@@ -41,13 +41,16 @@ def start_moto(log_dir: Path) -> MotoServer:
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [*_moto_command(), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, "MOTO_S3_DEFAULT_MAX_KEYS": "1000"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "MOTO_S3_DEFAULT_MAX_KEYS": "1000"},
         )
     url = f"http://127.0.0.1:{port}/moto-api/"
 
     def ready() -> bool:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=1) as response:
             return response.status == 200
 
     wait_until(ready, 60, "moto server", process, str(log_path))

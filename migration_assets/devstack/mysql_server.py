@@ -67,15 +67,26 @@ def start_throwaway_mysql(root: Path) -> ThrowawayMySQL:
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [
-                server, "--no-defaults", f"--datadir={data_dir}", f"--port={port}",
-                "--bind-address=127.0.0.1", f"--socket={root / 'mysqld.sock'}",
-                f"--pid-file={root / 'mysqld.pid'}", "--skip-name-resolve", "--local-infile=1",
-                "--innodb-buffer-pool-size=512M", "--innodb-log-file-size=256M",
-                "--innodb-flush-log-at-trx-commit=2", "--max-connections=200",
-                "--default-time-zone=+00:00", "--character-set-server=utf8mb4",
+                server,
+                "--no-defaults",
+                f"--datadir={data_dir}",
+                f"--port={port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={root / 'mysqld.sock'}",
+                f"--pid-file={root / 'mysqld.pid'}",
+                "--skip-name-resolve",
+                "--local-infile=1",
+                "--innodb-buffer-pool-size=512M",
+                "--innodb-log-file-size=256M",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--max-connections=200",
+                "--default-time-zone=+00:00",
+                "--character-set-server=utf8mb4",
                 *user_args,
             ],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     server_info = ThrowawayMySQL(pid=process.pid, port=port, data_dir=data_dir)
@@ -96,12 +107,21 @@ def _initialise(server: str, data_dir: Path, root: Path, user_args: list[str]) -
     log_path = root / "install-db.log"
     if install_db is not None:
         command = [
-            install_db, "--no-defaults", f"--datadir={data_dir}",
-            "--auth-root-authentication-method=normal", "--skip-test-db", *user_args,
+            install_db,
+            "--no-defaults",
+            f"--datadir={data_dir}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            *user_args,
         ]
     else:  # MySQL 8 initialises through the server binary itself
-        command = [server, "--no-defaults", "--initialize-insecure", f"--datadir={data_dir}",
-                   *user_args]
+        command = [
+            server,
+            "--no-defaults",
+            "--initialize-insecure",
+            f"--datadir={data_dir}",
+            *user_args,
+        ]
     with open(log_path, "wb") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:

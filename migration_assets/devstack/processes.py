@@ -17,8 +17,13 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(ready: Callable[[], bool], timeout_s: float, what: str,
-               process: subprocess.Popen | None = None, log_path: str | None = None) -> None:
+def wait_until(
+    ready: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    process: subprocess.Popen | None = None,
+    log_path: str | None = None,
+) -> None:
     """Poll `ready` until it is true; fail with the child's log tail if it dies or times out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

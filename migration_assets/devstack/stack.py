@@ -59,7 +59,9 @@ def start_stack(work_dir: Path, database: str = "migration") -> StackState:
             mysql_dir = work_dir / "mysql"
             server = start_throwaway_mysql(mysql_dir)
             settings = server.settings(database)
-            state = StackState(moto.pid, moto.endpoint_url, settings.url, server.pid, str(mysql_dir))
+            state = StackState(
+                moto.pid, moto.endpoint_url, settings.url, server.pid, str(mysql_dir)
+            )
         ensure_database(settings)
     except BaseException:
         stop_pid(moto.pid)
@@ -93,8 +95,11 @@ def load_state(state_path: Path) -> StackState | None:
 def write_env_file(path: Path, variables: dict[str, str]) -> None:
     """A dotenv file (`dagster dev` loads it); owner-readable only, it holds a DB URL."""
     lines = [f"{key}={_dotenv_quote(value)}" for key, value in sorted(variables.items())]
-    path.write_text("# written by `python -m migration_assets.devstack up`; do not commit\n"
-                    + "\n".join(lines) + "\n")
+    path.write_text(
+        "# written by `python -m migration_assets.devstack up`; do not commit\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     path.chmod(0o600)
 
 

@@ -40,13 +40,17 @@ class MySQLSettings:
     def redacted_url(self) -> str:
         """The URL with the password masked: safe for logs and metadata."""
         secret = ":***" if self.password else ""
-        return f"mysql://{quote(self.user, safe='')}{secret}@{self.host}:{self.port}/{self.database}"
+        return (
+            f"mysql://{quote(self.user, safe='')}{secret}@{self.host}:{self.port}/{self.database}"
+        )
 
     @property
     def url(self) -> str:
         """The full URL, password included: for child processes' environment only."""
         secret = f":{quote(self.password, safe='')}" if self.password else ""
-        return f"mysql://{quote(self.user, safe='')}{secret}@{self.host}:{self.port}/{self.database}"
+        return (
+            f"mysql://{quote(self.user, safe='')}{secret}@{self.host}:{self.port}/{self.database}"
+        )
 
     def with_database(self, database: str) -> MySQLSettings:
         return replace(self, database=validate_database_name(database))
@@ -64,7 +68,9 @@ def parse_mysql_url(url: str) -> MySQLSettings:
         parts = urlsplit(url.strip())
         port = parts.port or 3306
     except ValueError as exc:
-        raise MySQLUrlError(f"MIGRATION_MYSQL_URL is not a valid URL ({type(exc).__name__})") from None
+        raise MySQLUrlError(
+            f"MIGRATION_MYSQL_URL is not a valid URL ({type(exc).__name__})"
+        ) from None
     if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb"):
         raise MySQLUrlError(
             f"MIGRATION_MYSQL_URL must start with mysql://, not {parts.scheme or '(nothing)'}://"

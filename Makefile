@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+
+.PHONY: demo dev test lint format stack-up stack-down mysql-server venv clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	@touch $@
+
+# A MySQL-compatible server binary for the throwaway server (skipped when MIGRATION_MYSQL_URL is set).
+mysql-server:
+	@bash scripts/ensure_mysql_server.sh
+
+demo: venv mysql-server
+	$(PY) -m migration_assets.devstack demo
+
+dev: venv mysql-server
+	$(PY) -m migration_assets.devstack dev
+
+test: venv mysql-server
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+format: venv
+	$(VENV)/bin/ruff format migration_assets migration_assets_tests
+
+stack-up: venv mysql-server
+	$(PY) -m migration_assets.devstack up
+
+stack-down: venv
+	$(PY) -m migration_assets.devstack down
+
+clean: stack-down
+	rm -rf .devstack .env

@@ -1,0 +1,1 @@
+"""The daily-partitioned assets of the migration (thin Dagster shell over the core modules)."""

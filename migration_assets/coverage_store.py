@@ -1,0 +1,62 @@
+"""Where `dynamodb_export` records each day's coverage, so later hops read the same exports.
+
+The record is a small JSON object at `{parquet_prefix}/_coverage/dt=YYYY-MM-DD.json`: the
+decision is made once per materialization, and `parquet_partitions` (or a re-run on another
+machine) reads exactly the exports that were recorded, even if a newer export lands meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .dynamodb.coverage import DayCoverage
+from .dynamodb.layout import ExportManifest, verify_manifest
+from .spec import MigrationSpec
+
+
+def coverage_key(spec: MigrationSpec, day: str) -> str:
+    return f"{spec.s3.parquet_prefix}/_coverage/dt={day}.json"
+
+
+def verified_marker_key(spec: MigrationSpec, export_id: str) -> str:
+    return f"{spec.s3.parquet_prefix}/_verified/{export_id}.json"
+
+
+def save_coverage(s3: Any, spec: MigrationSpec, coverage: DayCoverage) -> str:
+    key = coverage_key(spec, coverage.day)
+    body = json.dumps(coverage.to_json(), indent=2, sort_keys=True).encode()
+    s3.put_object(Bucket=spec.s3.bucket, Key=key, Body=body, ContentType="application/json")
+    return key
+
+
+def load_coverage(s3: Any, spec: MigrationSpec, day: str) -> DayCoverage | None:
+    try:
+        body = s3.get_object(Bucket=spec.s3.bucket, Key=coverage_key(spec, day))["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return DayCoverage.from_json(json.loads(body))
+
+
+def verify_once(s3: Any, spec: MigrationSpec, manifest: ExportManifest) -> bool:
+    """Verify an export's md5s and item counts unless a marker says it was already done.
+
+    A three-year backfill reads the same full export for every day; hashing its files
+    1,096 times would dominate the run. Returns True when this call did the verification.
+    """
+    marker = verified_marker_key(spec, manifest.summary.export_id)
+    try:
+        s3.head_object(Bucket=spec.s3.bucket, Key=marker)
+        return False
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    verify_manifest(s3, manifest)
+    record = {
+        "export_id": manifest.summary.export_id,
+        "files": len(manifest.files),
+        "item_count": manifest.summary.item_count,
+        "md5": {f.key: f.md5_b64 for f in manifest.files},
+    }
+    s3.put_object(Bucket=spec.s3.bucket, Key=marker, Body=json.dumps(record).encode())
+    return True

@@ -1,0 +1,35 @@
+"""The code location: `defs`, built from the migration spec (`MIGRATION_SPEC`).
+
+Only assets that do their whole job are registered; the remaining hops of DESIGN.md join
+here as they are built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from .assets.dynamodb_export import build_dynamodb_export
+from .partitions import daily_partitions
+from .resources import default_resources
+from .spec import MigrationSpec, load_spec
+
+
+def build_assets(spec: MigrationSpec) -> list[dg.AssetsDefinition]:
+    """Every asset of the migration described by `spec`, on one daily partitioning."""
+    partitions = daily_partitions(spec)
+    return [build_dynamodb_export(spec, partitions)]
+
+
+def build_definitions(
+    spec: MigrationSpec, resources: dict[str, Any] | None = None
+) -> dg.Definitions:
+    return dg.Definitions(
+        assets=build_assets(spec),
+        resources=resources or default_resources(),
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(load_spec())

@@ -1,0 +1,214 @@
+"""`python -m migration_assets.devstack up|down|env|seed|demo|dev`: the local stack's one command.
+
+- `up`    starts moto and (unless MIGRATION_MYSQL_URL is set) a throwaway MariaDB, seeds a few
+          days, writes `.env` for `dagster dev` and the CLI; the servers keep running.
+- `down`  stops what `up` started and removes the throwaway data directory.
+- `env`   prints `export` lines for a shell (`eval "$(python -m migration_assets.devstack env)"`).
+- `demo`  up, seed, materialize every registered asset for the seeded days, summary, down.
+- `dev`   up, seed, run `dagster dev` until Ctrl-C, then down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..aws import aws_client, retry_config
+from ..spec import load_spec
+from .seed import seed
+from .stack import StackState, load_state, save_state, start_stack, stop_stack, write_env_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORK_DIR = REPO_ROOT / ".devstack"
+STATE_PATH = WORK_DIR / "state.json"
+ENV_PATH = REPO_ROOT / ".env"
+DAGSTER_HOME = REPO_ROOT / "dagster_home"
+
+
+def _say(message: str) -> None:
+    print(f"[devstack] {message}", flush=True)
+
+
+def _environment(state: StackState) -> dict[str, str]:
+    env = state.environment()
+    env["DAGSTER_HOME"] = str(DAGSTER_HOME)
+    if "MIGRATION_SPEC" in os.environ:
+        env["MIGRATION_SPEC"] = str(Path(os.environ["MIGRATION_SPEC"]).resolve())
+    return env
+
+
+def cmd_up(args: argparse.Namespace) -> StackState:
+    state = load_state(STATE_PATH)
+    if state is not None:
+        _say(f"already running (AWS at {state.aws_endpoint_url}, MySQL at {state.mysql})")
+    else:
+        state = start_stack(WORK_DIR)
+        save_state(state, STATE_PATH)
+        _say(f"moto server at {state.aws_endpoint_url}")
+        origin = "MIGRATION_MYSQL_URL" if state.mysql_pid is None else "throwaway MariaDB"
+        _say(f"MySQL ({origin}) at {state.mysql}")
+    write_env_file(ENV_PATH, _environment(state))
+    _say(f"environment written to {ENV_PATH.relative_to(REPO_ROOT)}")
+    if args.days > 0:
+        cmd_seed(args, state)
+    return state
+
+
+def cmd_seed(args: argparse.Namespace, state: StackState | None = None) -> None:
+    state = state or load_state(STATE_PATH)
+    if state is None:
+        sys.exit("the local stack is not running; start it with `make stack-up`")
+    spec = load_spec()
+    os.environ.update(state.environment())
+    first = dt.date.fromisoformat(args.first_day) if args.first_day else spec.partitions.start
+    days = [first + dt.timedelta(days=i) for i in range(args.days)]
+    config = retry_config(5)
+    started = time.monotonic()
+    report = seed(
+        spec,
+        s3=aws_client("s3", config=config),
+        dynamodb=aws_client("dynamodb", config=config),
+        mysql=state.mysql,
+        days=days,
+        items_per_day=args.items_per_day,
+    )
+    _say(
+        f"seeded {len(days)} day(s) {days[0]}..{days[-1]} with {args.items_per_day} items each "
+        f"in {time.monotonic() - started:.1f} s: full export {report.full_export_id} "
+        f"({report.full_export_items} items), {len(report.incremental_export_ids)} incremental "
+        f"exports ({report.incremental_changes} changes), {report.legacy_rows} legacy rows"
+    )
+    (WORK_DIR / "seed.json").write_text(json.dumps(report.__dict__, indent=2))
+
+
+def cmd_down(_: argparse.Namespace) -> None:
+    state = load_state(STATE_PATH)
+    if state is None:
+        _say("nothing running")
+    else:
+        stop_stack(state)
+        _say("stopped")
+    STATE_PATH.unlink(missing_ok=True)
+
+
+def cmd_env(_: argparse.Namespace) -> None:
+    state = load_state(STATE_PATH)
+    if state is None:
+        sys.exit("the local stack is not running; start it with `make stack-up`")
+    for key, value in sorted(_environment(state).items()):
+        print(f"export {key}='{value}'")
+
+
+def registered_asset_keys() -> list[str]:
+    from ..definitions import defs  # imported late: loading Dagster takes seconds
+
+    return [key.to_user_string() for key in defs.resolve_all_asset_keys()]
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    state = cmd_up(args)
+    failures = 0
+    try:
+        env = {**os.environ, **_environment(state)}
+        keys = registered_asset_keys()
+        days = json.loads((WORK_DIR / "seed.json").read_text())["days"]
+        _say(f"materializing {', '.join(keys) or '(no assets registered)'} for {', '.join(days)}")
+        for day in days if keys else []:
+            command = [
+                sys.executable,
+                "-m",
+                "dagster",
+                "asset",
+                "materialize",
+                "-m",
+                "migration_assets.definitions",
+                "--select",
+                ",".join(keys),
+                "--partition",
+                day,
+            ]
+            started = time.monotonic()
+            result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+            status = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+            _say(f"  {day}: {status} in {time.monotonic() - started:.1f} s")
+            if result.returncode != 0:
+                failures += 1
+                print(result.stdout[-4000:], result.stderr[-4000:], sep="\n", file=sys.stderr)
+        from .summary import print_summary
+
+        print_summary(days, env)
+    finally:
+        if not args.keep:
+            cmd_down(args)
+    if failures:
+        sys.exit(f"{failures} partition(s) failed")
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    state = cmd_up(args)
+    env = {**os.environ, **_environment(state)}
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(REPO_ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(args.port),
+    ]
+    _say(f"starting the Dagster UI at http://127.0.0.1:{args.port} (Ctrl-C stops it and the stack)")
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=REPO_ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if not args.keep:
+            cmd_down(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m migration_assets.devstack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("up", "seed", "demo", "dev"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--days", type=int, default=3, help="days to seed (0: none)")
+        sub.add_argument("--items-per-day", type=int, default=2_000)
+        sub.add_argument("--first-day", help="first seeded day (default: the spec's start)")
+        sub.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+        sub.add_argument("--port", type=int, default=3000)
+    commands.add_parser("down")
+    commands.add_parser("env")
+    args = parser.parse_args(argv)
+    {
+        "up": cmd_up,
+        "seed": cmd_seed,
+        "down": cmd_down,
+        "env": cmd_env,
+        "demo": cmd_demo,
+        "dev": cmd_dev,
+    }[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

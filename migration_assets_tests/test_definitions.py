@@ -1,0 +1,126 @@
+"""The code location loads, and `dynamodb_export` materializes against the real local stack."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+import yaml
+from dagster_aws.s3 import S3Resource
+
+from migration_assets.coverage_store import load_coverage
+from migration_assets.definitions import build_assets, defs
+from migration_assets.devstack.seed import seed
+from migration_assets.dynamodb.layout import CorruptExportError
+from migration_assets.resources import DynamoDBResource, MySQLResource
+from migration_assets.spec import EXAMPLE_SPEC, parse_spec
+
+DAYS = [dt.date(2023, 1, 1), dt.date(2023, 1, 2)]
+
+
+@pytest.fixture
+def spec(bucket):
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data["s3"]["bucket"] = bucket
+    data["dynamodb"]["table"] = f"orders_{bucket[-8:]}"
+    return parse_spec(data)
+
+
+@pytest.fixture
+def resources(stack, mysql_db):
+    return {
+        "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
+        "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
+        "mysql": MySQLResource(url=mysql_db.url),
+    }
+
+
+def test_module_defs_have_contract_keys_and_daily_utc_partitions():
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    assert "dynamodb_export" in keys
+    assert keys <= {
+        "dynamodb_export",
+        "parquet_partitions",
+        "aurora_temp_table",
+        "target_table",
+        "bigint_table_copy",
+    }
+    partitions = defs.resolve_assets_def("dynamodb_export").partitions_def
+    assert isinstance(partitions, dg.DailyPartitionsDefinition)
+    assert partitions.timezone == "UTC"
+    assert partitions.get_first_partition_key() == "2023-01-01"
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert partitions.get_last_partition_key() == today  # live days are addressable
+    assert set(defs.resources) >= {"s3", "dynamodb", "mysql"}
+
+
+def test_workspace_yaml_loads_the_code_location(repo_root):
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DAGSTER_HOME": str(repo_root / "dagster_home")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "migration_assets" in result.stdout + result.stderr
+
+
+def test_dynamodb_export_records_the_covering_exports(spec, resources, s3_client, dynamodb_client):
+    report = seed(
+        spec, s3=s3_client, dynamodb=dynamodb_client, mysql=None, days=DAYS, items_per_day=300
+    )
+    result = dg.materialize(build_assets(spec), partition_key="2023-01-02", resources=resources)
+    assert result.success
+    meta = result.asset_materializations_for_node("dynamodb_export")[0].metadata
+    assert meta["full_export_id"].value == report.full_export_id
+    assert meta["incremental_export_ids"].value == report.incremental_export_ids
+    assert meta["day_complete"].value is True
+    assert meta["full_export_items"].value == 600
+    assert sorted(meta["exports_verified_now"].value) == sorted(
+        [report.full_export_id, *report.incremental_export_ids]
+    )
+    recorded = load_coverage(s3_client, spec, "2023-01-02")
+    assert recorded is not None and recorded.export_ids[0] == report.full_export_id
+
+    again = dg.materialize(build_assets(spec), partition_key="2023-01-01", resources=resources)
+    assert (
+        again.asset_materializations_for_node("dynamodb_export")[0]
+        .metadata["exports_verified_now"]
+        .value
+        == []
+    )  # verified once per export, not once per day
+
+
+def test_dynamodb_export_refuses_a_corrupt_export_naming_the_file(
+    spec, resources, s3_client, dynamodb_client
+):
+    seed(spec, s3=s3_client, dynamodb=dynamodb_client, mysql=None, days=DAYS, items_per_day=50)
+    listing = s3_client.list_objects_v2(Bucket=spec.s3.bucket, Prefix=spec.s3.export_prefix)
+    victim = next(
+        o["Key"]
+        for o in listing["Contents"]
+        if o["Key"].endswith(".json.gz") and o["Size"] > 20 and "/AWSDynamoDB/data/" not in o["Key"]
+    )
+    s3_client.put_object(
+        Bucket=spec.s3.bucket, Key=victim, Body=b"not the bytes the manifest hashed"
+    )
+    with pytest.raises(CorruptExportError, match=victim.split("/")[-1]):
+        dg.materialize(build_assets(spec), partition_key="2023-01-01", resources=resources)
+    assert load_coverage(s3_client, spec, "2023-01-01") is None  # nothing recorded for the day
+
+
+def test_a_day_without_exports_fails_clearly(spec, resources, s3_client):
+    s3_client.put_object(Bucket=spec.s3.bucket, Key="unrelated", Body=b"")
+    result = dg.materialize(
+        build_assets(spec), partition_key="2023-01-01", resources=resources, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "no completed full export" in json.dumps(failure.event_specific_data.error.to_string())

@@ -1,0 +1,116 @@
+"""Resources against the real moto server and a real MySQL server."""
+
+from __future__ import annotations
+
+import uuid
+
+import dagster as dg
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from migration_assets.mysql.connection import (
+    MySQLConnectError,
+    MySQLUrlError,
+    connection,
+    parse_mysql_url,
+)
+from migration_assets.resources import DynamoDBResource, MySQLResource, default_resources
+
+
+def test_s3_resource_honours_aws_endpoint_url(stack, bucket, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.aws_endpoint_url)
+    client = S3Resource(max_attempts=3).get_client()
+    client.put_object(Bucket=bucket, Key="probe.txt", Body=b"hello")
+    assert client.get_object(Bucket=bucket, Key="probe.txt")["Body"].read() == b"hello"
+    assert client.meta.endpoint_url == stack.aws_endpoint_url
+
+
+def test_dynamodb_resource_reaches_moto_with_explicit_retries(stack, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.aws_endpoint_url)
+    resource = DynamoDBResource(max_attempts=7, retry_mode="adaptive")
+    client = resource.get_client()
+    assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 7}
+    name = f"probe_{uuid.uuid4().hex[:8]}"
+    client.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+    )
+    assert client.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
+
+
+def test_mysql_resource_session_is_utc_with_local_infile(mysql_db, tmp_path):
+    resource = MySQLResource(url=mysql_db.url)
+    with resource.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@session.time_zone, @@autocommit")
+        assert cur.fetchone() == ("+00:00", 0)
+        cur.execute("CREATE TABLE t (a INT, b VARCHAR(10))")
+        data = tmp_path / "rows.tsv"
+        data.write_text("1\tx\n2\ty\n")
+        cur.execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE t")
+        cur.execute("SELECT COUNT(*) FROM t")
+        assert cur.fetchone() == (2,)
+    assert conn.open is False  # closed after the block
+
+
+def test_mysql_connection_closes_and_rolls_back_on_error(mysql_db):
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (a INT) ENGINE=InnoDB")
+    with pytest.raises(RuntimeError), connection(mysql_db) as conn:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO t VALUES (1)")
+        raise RuntimeError("boom")
+    assert conn.open is False
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM t")
+        assert cur.fetchone() == (0,)
+
+
+def test_wrong_password_error_never_shows_the_password(mysql_db):
+    secret = "S3cr3t-Pa55word-xyz"
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute("CREATE USER IF NOT EXISTS 'probe'@'%' IDENTIFIED BY 'right-one'")
+    url = f"mysql://probe:{secret}@{mysql_db.host}:{mysql_db.port}/{mysql_db.database}"
+    with pytest.raises(MySQLConnectError) as excinfo, MySQLResource(url=url).connect():
+        pass
+    message = str(excinfo.value)
+    assert excinfo.value.code == 1045
+    assert secret not in message and secret not in repr(excinfo.value)
+    assert excinfo.value.__cause__ is None and excinfo.value.__suppress_context__
+    assert "mysql://probe:***@" in message
+
+
+def test_mysql_url_parsing_and_redaction():
+    settings = parse_mysql_url("mysql://app%40ops:p%3Ass%2Fw@db.example:3307/orders_db")
+    assert (settings.user, settings.password, settings.host, settings.port, settings.database) == (
+        "app@ops",
+        "p:ss/w",
+        "db.example",
+        3307,
+        "orders_db",
+    )
+    assert "p:ss/w" not in repr(settings) and "p:ss/w" not in str(settings)
+    assert parse_mysql_url(settings.url) == settings
+    for bad, fragment in [
+        ("postgres://x@h/db", "must start with mysql://"),
+        ("mysql:///db", "has no host"),
+        ("mysql://u:pw@h/db;drop", "database name"),
+    ]:
+        with pytest.raises(MySQLUrlError, match=fragment) as excinfo:
+            parse_mysql_url(bad)
+        assert ":pw@" not in str(excinfo.value)
+
+
+def test_default_resources_read_the_environment_at_run_time(mysql_db, monkeypatch):
+    resources = default_resources()
+    assert set(resources) == {"s3", "dynamodb", "mysql"}
+    assert isinstance(resources["mysql"].url, dg.EnvVar)  # never a literal in config or the UI
+    monkeypatch.setenv("MIGRATION_MYSQL_URL", mysql_db.url)
+    with (
+        dg.build_resources({"mysql": resources["mysql"]}) as built,
+        built.mysql.connect() as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("SELECT DATABASE()")
+        assert cur.fetchone() == (mysql_db.database,)
