@@ -13,10 +13,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from botocore.config import Config
 
 from migration_assets.devstack.stack import StackState, start_stack, stop_stack
 from migration_assets.mysql.connection import MySQLSettings, connection, ensure_database
+from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +81,15 @@ def mysql_db(stack: StackState) -> Iterator[MySQLSettings]:
     finally:
         with connection(settings, database=False) as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{settings.database}`")
+
+
+@pytest.fixture
+def spec(bucket: str) -> MigrationSpec:
+    """The example spec, pointed at this test's own bucket and DynamoDB table."""
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data["s3"]["bucket"] = bucket
+    data["dynamodb"]["table"] = f"orders_{bucket[-8:]}"
+    return parse_spec(data)
 
 
 @pytest.fixture

@@ -13,21 +13,9 @@ from migration_assets.devstack.seed import seed
 from migration_assets.dynamodb.coverage import NoCoveringExportError, completed_exports, cover_day
 from migration_assets.dynamodb.layout import verify_manifest
 from migration_assets.mysql.connection import connection
-from migration_assets.spec import load_spec, parse_spec
+from migration_assets.spec import load_spec
 
 DAYS = [dt.date(2023, 1, 1), dt.date(2023, 1, 2)]
-
-
-@pytest.fixture
-def spec(bucket):
-    import yaml
-
-    from migration_assets.spec import EXAMPLE_SPEC
-
-    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
-    data["s3"]["bucket"] = bucket
-    data["dynamodb"]["table"] = f"orders_{bucket[-8:]}"
-    return parse_spec(data)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import sys
 
 import dagster as dg
 import pytest
-import yaml
 from dagster_aws.s3 import S3Resource
 
 from migration_assets.coverage_store import load_coverage
@@ -18,17 +17,8 @@ from migration_assets.definitions import build_assets, defs
 from migration_assets.devstack.seed import seed
 from migration_assets.dynamodb.layout import CorruptExportError
 from migration_assets.resources import DynamoDBResource, MySQLResource
-from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 
 DAYS = [dt.date(2023, 1, 1), dt.date(2023, 1, 2)]
-
-
-@pytest.fixture
-def spec(bucket):
-    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
-    data["s3"]["bucket"] = bucket
-    data["dynamodb"]["table"] = f"orders_{bucket[-8:]}"
-    return parse_spec(data)
 
 
 @pytest.fixture
