@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def is_identifier(name: object) -> bool:
-    return isinstance(name, str) and bool(_IDENTIFIER.match(name))
+    return isinstance(name, str) and bool(_IDENTIFIER.fullmatch(name))
 
 
 def validate_identifier(name: object, what: str = "identifier") -> str:

@@ -46,8 +46,15 @@ class DynamoDBResource(dg.ConfigurableResource):
 class MySQLResource(dg.ConfigurableResource):
     """Connections to the target MySQL/Aurora database, always closed after use."""
 
-    url: str = Field(description="mysql://user:password@host:port/database (MIGRATION_MYSQL_URL).")
+    url: str = Field(
+        description="mysql://user:password@host:port/database (MIGRATION_MYSQL_URL).", repr=False
+    )
     connect_timeout_s: int = 10
+
+    def __repr__(self) -> str:
+        return f"MySQLResource(url={_redacted(self.url)!r})"
+
+    __str__ = __repr__
 
     def settings(self) -> MySQLSettings:
         settings = parse_mysql_url(self.url)
@@ -65,6 +72,15 @@ class MySQLResource(dg.ConfigurableResource):
         """UTC session, local infile enabled, autocommit off; closed however the block ends."""
         with connection(self.settings()) as conn:
             yield conn
+
+
+def _redacted(url: object) -> str:
+    if not isinstance(url, str):
+        return repr(url)  # an unresolved EnvVar: only the variable's name
+    try:
+        return parse_mysql_url(url).redacted_url
+    except ValueError:
+        return "(invalid URL)"
 
 
 def default_resources() -> dict[str, Any]:

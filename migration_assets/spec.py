@@ -270,7 +270,7 @@ class _Problems:
         self.items.append(f"{path}: {message}")
 
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _MISSING = object()
 
 
@@ -281,7 +281,7 @@ class _Section:
         self.path = path
         self.problems = problems
         self.ok = isinstance(data, dict)
-        if not self.ok and data is not None:
+        if not self.ok and (data is not None or not path):
             problems.add(path or "(top level)", f"must be a mapping, not {type(data).__name__}")
         self.data: dict[str, Any] = data if self.ok else {}
 
@@ -359,6 +359,9 @@ class _Section:
 
 def _date(section: _Section, key: str, required: bool = True) -> dt.date | None:
     value = section.get(key, (str, dt.date), _MISSING if required else None)
+    if isinstance(value, dt.datetime):
+        section.problems.add(section.key_path(key), f"must be a date, not a timestamp ({value})")
+        return None
     if value is None or isinstance(value, dt.date):
         return value
     try:
@@ -408,9 +411,9 @@ def _columns(top: _Section) -> tuple[tuple[Column, ...], set[str]]:
                 top.problems.add(entry.key_path("type"), str(exc))
         if attribute is not None and not attribute:
             top.problems.add(entry.key_path("attribute"), "must not be empty")
-        if column in seen_columns:
+        if column is not None and column in seen_columns:
             top.problems.add(entry.key_path("column"), f"column {column!r} is defined twice")
-        if attribute in seen_attributes:
+        if attribute is not None and attribute in seen_attributes:
             top.problems.add(
                 entry.key_path("attribute"), f"attribute {attribute!r} is mapped twice"
             )
@@ -478,6 +481,20 @@ def _check_references(spec_parts: dict[str, Any], problems: _Problems) -> None:
     legacy: LegacyCopySpec | None = spec_parts.get("legacy_copy")
     if legacy:
         tables.append(("legacy_copy.source_table", legacy.source_table))
+        time_column = by_name.get(legacy.time_column)
+        if legacy.time_column not in broken and (
+            time_column is None or time_column.type.kind != "datetime"
+        ):
+            problems.add(
+                "legacy_copy.time_column",
+                f"{legacy.time_column!r} must be a datetime column of the spec",
+            )
+        for index, name in enumerate(legacy.bigint_columns):
+            if name in by_name and not by_name[name].type.is_integer:
+                problems.add(
+                    f"legacy_copy.bigint_columns[{index}]",
+                    f"{name!r} is {by_name[name].type}, not an integer column",
+                )
     seen: dict[str, str] = {}
     for path, name in tables:
         if name and name.lower() in seen:
@@ -522,7 +539,7 @@ def parse_spec(data: Any, source: str = "<memory>") -> MigrationSpec:
     if section := top.section("s3"):
         section.check_keys({"bucket", "export_prefix", "parquet_prefix"})
         bucket = section.get("bucket", str)
-        if bucket is not None and not _BUCKET.match(bucket):
+        if bucket is not None and not _BUCKET.fullmatch(bucket):
             problems.add("s3.bucket", f"{bucket!r} is not a valid S3 bucket name")
             bucket = None
         export_prefix, parquet_prefix = (
@@ -587,7 +604,8 @@ def parse_spec(data: Any, source: str = "<memory>") -> MigrationSpec:
     )
     if problems.items:
         raise SpecError(source, problems.items)
-    assert name and partitions and dynamodb and s3 and mysql  # guaranteed when no problems
+    if not (name and partitions and dynamodb and s3 and mysql):  # pragma: no cover - defensive
+        raise SpecError(source, ["(top level): incomplete spec"])
     return MigrationSpec(name, partitions, dynamodb, s3, columns, mysql, legacy, source)
 
 

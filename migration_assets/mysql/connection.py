@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote, urlsplit
 import pymysql
 import pymysql.cursors
 
-_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 class MySQLUrlError(ValueError):
@@ -57,13 +57,26 @@ class MySQLSettings:
 
 
 def validate_database_name(name: str) -> str:
-    if not _DATABASE_NAME.match(name):
-        raise MySQLUrlError(f"database name {name!r} must be 1-64 letters, digits or underscores")
+    if not _DATABASE_NAME.fullmatch(name):
+        raise MySQLUrlError("the database name must be 1-64 letters, digits or underscores")
     return name
 
 
 def parse_mysql_url(url: str) -> MySQLSettings:
-    """Parse `mysql://user:password@host:port/database`; the password may be URL-encoded."""
+    """Parse `mysql://user:password@host:port/database`; the password may be URL-encoded.
+
+    Refuses anything ambiguous (a second `@`, a `#` or `?`, a `/` in the password): such a
+    URL would put part of an unencoded password into the host or database name, and from
+    there into logs. Messages never echo the URL's parts.
+    """
+    text = url.strip()
+    scheme, separator, rest = text.partition("://")
+    netloc, _, path = rest.partition("/")
+    if separator and (netloc.count("@") > 1 or "#" in text or "?" in text or "/" in path):
+        raise MySQLUrlError(
+            "MIGRATION_MYSQL_URL is ambiguous: URL-encode special characters in the password "
+            "(@ as %40, / as %2F, # as %23, ? as %3F, : as %3A)"
+        )
     try:
         parts = urlsplit(url.strip())
         port = parts.port or 3306
