@@ -46,14 +46,15 @@ def verify_once(s3: Any, spec: MigrationSpec, manifest: ExportManifest) -> bool:
     """
     marker = verified_marker_key(spec, manifest.summary.export_id)
     try:
-        s3.head_object(Bucket=spec.s3.bucket, Key=marker)
-        return False
-    except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-            raise
+        recorded = json.loads(s3.get_object(Bucket=spec.s3.bucket, Key=marker)["Body"].read())
+        if recorded.get("files_manifest_md5") == manifest.files_manifest_md5_b64:
+            return False  # the same manifest (so the same file md5s) was verified before
+    except s3.exceptions.NoSuchKey:
+        pass
     verify_manifest(s3, manifest)
     record = {
         "export_id": manifest.summary.export_id,
+        "files_manifest_md5": manifest.files_manifest_md5_b64,
         "files": len(manifest.files),
         "item_count": manifest.summary.item_count,
         "md5": {f.key: f.md5_b64 for f in manifest.files},

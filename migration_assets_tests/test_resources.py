@@ -69,16 +69,21 @@ def test_mysql_connection_closes_and_rolls_back_on_error(mysql_db):
 
 def test_wrong_password_error_never_shows_the_password(mysql_db):
     secret = "S3cr3t-Pa55word-xyz"
+    user = f"probe_{uuid.uuid4().hex[:8]}"
     with connection(mysql_db) as conn, conn.cursor() as cur:
-        cur.execute("CREATE USER IF NOT EXISTS 'probe'@'%' IDENTIFIED BY 'right-one'")
-    url = f"mysql://probe:{secret}@{mysql_db.host}:{mysql_db.port}/{mysql_db.database}"
-    with pytest.raises(MySQLConnectError) as excinfo, MySQLResource(url=url).connect():
-        pass
+        cur.execute("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (user, uuid.uuid4().hex))
+    url = f"mysql://{user}:{secret}@{mysql_db.host}:{mysql_db.port}/{mysql_db.database}"
+    try:
+        with pytest.raises(MySQLConnectError) as excinfo, MySQLResource(url=url).connect():
+            pass
+    finally:
+        with connection(mysql_db) as conn, conn.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (user,))
     message = str(excinfo.value)
     assert excinfo.value.code == 1045
     assert secret not in message and secret not in repr(excinfo.value)
     assert excinfo.value.__cause__ is None and excinfo.value.__suppress_context__
-    assert "mysql://probe:***@" in message
+    assert f"mysql://{user}:***@" in message
 
 
 def test_mysql_url_parsing_and_redaction():

@@ -27,7 +27,9 @@ def build_dynamodb_export(
     def dynamodb_export(context: dg.AssetExecutionContext, s3: S3Resource) -> dg.MaterializeResult:
         client = s3.get_client()
         day = partition_day(context)
-        exports = completed_exports(client, spec.s3.bucket, spec.s3.export_prefix)
+        exports = completed_exports(
+            client, spec.s3.bucket, spec.s3.export_prefix, spec.dynamodb.table
+        )
         try:
             coverage = cover_day(day, exports)
         except NoCoveringExportError as exc:

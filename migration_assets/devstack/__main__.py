@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def cmd_env(_: argparse.Namespace) -> None:
     if state is None:
         sys.exit("the local stack is not running; start it with `make stack-up`")
     for key, value in sorted(_environment(state).items()):
-        print(f"export {key}='{value}'")
+        print(f"export {key}={shlex.quote(value)}")
 
 
 def registered_asset_keys() -> list[str]:
@@ -113,9 +114,9 @@ def registered_asset_keys() -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    state = cmd_up(args)
     failures = 0
     try:
+        state = cmd_up(args)
         env = {**os.environ, **_environment(state)}
         keys = registered_asset_keys()
         days = json.loads((WORK_DIR / "seed.json").read_text())["days"]
@@ -152,7 +153,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    state = cmd_up(args)
+    try:
+        _run_dagster_dev(args, cmd_up(args))
+    finally:
+        if not args.keep:
+            cmd_down(args)
+
+
+def _run_dagster_dev(args: argparse.Namespace, state: StackState) -> None:
     env = {**os.environ, **_environment(state)}
     command = [
         sys.executable,
@@ -178,9 +186,6 @@ def cmd_dev(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
-    finally:
-        if not args.keep:
-            cmd_down(args)
 
 
 def main(argv: list[str] | None = None) -> None:

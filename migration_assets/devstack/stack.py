@@ -72,7 +72,8 @@ def start_stack(work_dir: Path, database: str = "migration") -> StackState:
 
 
 def stop_stack(state: StackState, *, remove_data: bool = True) -> None:
-    stop_pid(state.moto_pid)
+    if pid_alive(state.moto_pid):
+        stop_pid(state.moto_pid)
     if state.mysql_pid is not None:
         stop_pid(state.mysql_pid, timeout_s=60)
         if remove_data and state.mysql_dir:
@@ -89,7 +90,10 @@ def load_state(state_path: Path) -> StackState | None:
     if not state_path.exists():
         return None
     state = StackState(**json.loads(state_path.read_text()))
-    return state if pid_alive(state.moto_pid) else None
+    alive = pid_alive(state.moto_pid) or (
+        state.mysql_pid is not None and pid_alive(state.mysql_pid)
+    )
+    return state if alive else None
 
 
 def write_env_file(path: Path, variables: dict[str, str]) -> None:

@@ -83,13 +83,24 @@ class DayCoverage:
         return [self.full_export.export_id, *(ref.export_id for ref in self.incrementals)]
 
 
-def completed_exports(s3: Any, bucket: str, prefix: str) -> list[ExportManifest]:
-    """Every completed export under the prefix; in-progress ones (no summary) are skipped."""
+def completed_exports(
+    s3: Any, bucket: str, prefix: str, table: str | None = None
+) -> list[ExportManifest]:
+    """Completed DYNAMODB_JSON exports of `table` under the prefix (in-progress ones skipped).
+
+    An export of another table, or in ION, that shares the prefix is never chosen.
+    """
     manifests = (
         read_manifest(s3, bucket, prefix, export_id)
         for export_id in list_export_ids(s3, bucket, prefix)
     )
-    return [m for m in manifests if m is not None]
+    return [
+        m
+        for m in manifests
+        if m is not None
+        and m.summary.output_format == "DYNAMODB_JSON"
+        and (table is None or m.summary.table_arn.rsplit("/", 1)[-1] == table)
+    ]
 
 
 def incremental_chain(
