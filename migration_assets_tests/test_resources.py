@@ -119,3 +119,20 @@ def test_default_resources_read_the_environment_at_run_time(mysql_db, monkeypatc
     ):
         cur.execute("SELECT DATABASE()")
         assert cur.fetchone() == (mysql_db.database,)
+
+
+def test_ambiguous_urls_are_refused_without_echoing_parts():
+    for url in (
+        "mysql://app:1234/hunter2@db:3306/orders",
+        "mysql://app:p@ss#word@db/orders",
+        "mysql://app:pw?x@db/orders",
+    ):
+        with pytest.raises(MySQLUrlError, match="URL-encode") as excinfo:
+            parse_mysql_url(url)
+        assert not any(part in str(excinfo.value) for part in ("hunter2", "ss#word", "pw?x", "app"))
+
+
+def test_mysql_resource_repr_is_redacted():
+    resource = MySQLResource(url="mysql://app:TOPSECRET@db:3306/orders")
+    assert "TOPSECRET" not in repr(resource) and "TOPSECRET" not in str(resource)
+    assert "mysql://app:***@db:3306/orders" in repr(resource)

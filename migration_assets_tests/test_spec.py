@@ -207,3 +207,22 @@ def test_bucket_and_prefixes_are_validated(tmp_path, example):
     message = problems_of(tmp_path, example)
     assert "s3.bucket:" in message
     assert "s3.parquet_prefix: must not overlap s3.export_prefix" in message
+
+
+def test_trailing_newline_is_not_an_identifier(tmp_path, example):
+    example["mysql"]["target_table"] = "orders\n"
+    assert "mysql.target_table:" in problems_of(tmp_path, example)
+
+
+def test_empty_file_and_timestamp_start_are_refused(tmp_path, example):
+    assert "(top level): must be a mapping" in problems_of(tmp_path, "")
+    example["partitions"]["start"] = dt.datetime(2023, 1, 1, 10)
+    assert "partitions.start: must be a date, not a timestamp" in problems_of(tmp_path, example)
+
+
+def test_legacy_copy_columns_are_checked(tmp_path, example):
+    example["legacy_copy"]["time_column"] = "no_such_column"
+    example["legacy_copy"]["bigint_columns"] = ["id", "loyalty_tier"]
+    message = problems_of(tmp_path, example)
+    assert "legacy_copy.time_column: 'no_such_column' must be a datetime column" in message
+    assert "legacy_copy.bigint_columns[1]: 'loyalty_tier' is varchar(32)" in message
