@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from .dynamodb.coverage import DayCoverage
-from .dynamodb.layout import ExportManifest, verify_manifest
+from .dynamodb.layout import ExportManifest, get_object_bytes, verify_manifest
 from .spec import MigrationSpec
 
 
@@ -31,11 +31,8 @@ def save_coverage(s3: Any, spec: MigrationSpec, coverage: DayCoverage) -> str:
 
 
 def load_coverage(s3: Any, spec: MigrationSpec, day: str) -> DayCoverage | None:
-    try:
-        body = s3.get_object(Bucket=spec.s3.bucket, Key=coverage_key(spec, day))["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-    return DayCoverage.from_json(json.loads(body))
+    body = get_object_bytes(s3, spec.s3.bucket, coverage_key(spec, day))
+    return None if body is None else DayCoverage.from_json(json.loads(body))
 
 
 def verify_once(s3: Any, spec: MigrationSpec, manifest: ExportManifest) -> bool:
@@ -45,12 +42,12 @@ def verify_once(s3: Any, spec: MigrationSpec, manifest: ExportManifest) -> bool:
     1,096 times would dominate the run. Returns True when this call did the verification.
     """
     marker = verified_marker_key(spec, manifest.summary.export_id)
-    try:
-        recorded = json.loads(s3.get_object(Bucket=spec.s3.bucket, Key=marker)["Body"].read())
-        if recorded.get("files_manifest_md5") == manifest.files_manifest_md5_b64:
-            return False  # the same manifest (so the same file md5s) was verified before
-    except s3.exceptions.NoSuchKey:
-        pass
+    recorded = get_object_bytes(s3, spec.s3.bucket, marker)
+    if (
+        recorded
+        and json.loads(recorded).get("files_manifest_md5") == manifest.files_manifest_md5_b64
+    ):
+        return False  # the same manifest (so the same file md5s) was verified before
     verify_manifest(s3, manifest)
     record = {
         "export_id": manifest.summary.export_id,

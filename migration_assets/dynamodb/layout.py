@@ -411,15 +411,21 @@ def _is_missing(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in _MISSING_CODES
 
 
-def _get_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
-    """The object's bytes, or None when it does not exist (any other error propagates)."""
+def _open_body(s3: Any, bucket: str, key: str) -> Any | None:
+    """The object's StreamingBody, or None when it does not exist (other errors propagate)."""
     try:
-        response = s3.get_object(Bucket=bucket, Key=key)
+        return s3.get_object(Bucket=bucket, Key=key)["Body"]
     except ClientError as exc:
         if _is_missing(exc):
             return None
         raise
-    body = response["Body"]
+
+
+def get_object_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, or None when it does not exist (any other error propagates)."""
+    body = _open_body(s3, bucket, key)
+    if body is None:
+        return None
     try:
         return body.read()
     finally:
@@ -455,7 +461,7 @@ def read_manifest(
     if not is_export_id(export_id):
         raise ValueError(f"not a DynamoDB export id: {export_id!r}")
     key = summary_key(prefix, export_id)
-    raw_summary = _get_bytes(s3, bucket, key)
+    raw_summary = get_object_bytes(s3, bucket, key)
     if raw_summary is None:
         return None
     summary = parse_summary(raw_summary, key)
@@ -463,7 +469,7 @@ def read_manifest(
         raise _corrupt(
             key, f"describes export {summary.export_id!r}, not {export_id!r}", field="exportArn"
         )
-    raw_files = _get_bytes(s3, bucket, summary.manifest_files_key)
+    raw_files = get_object_bytes(s3, bucket, summary.manifest_files_key)
     if raw_files is None:
         # The summary is written last, so a missing files manifest is not "in progress".
         raise _corrupt(
@@ -493,14 +499,10 @@ def require_manifest(s3: Any, bucket: str, prefix: str | None, export_id: str) -
 
 def _stream_md5_b64(s3: Any, bucket: str, key: str) -> str | None:
     """Base64 MD5 of an object, hashed in chunks so memory stays bounded; None if absent."""
-    try:
-        response = s3.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if _is_missing(exc):
-            return None
-        raise
+    body = _open_body(s3, bucket, key)  # `with body` would yield the raw urllib3 stream
+    if body is None:
+        return None
     digest = hashlib.md5()
-    body = response["Body"]  # a StreamingBody; `with` would yield the raw urllib3 stream
     try:
         for chunk in body.iter_chunks(chunk_size=_HASH_CHUNK):
             digest.update(chunk)
@@ -531,7 +533,7 @@ def _check_sidecars(s3: Any, bucket: str, manifest_key: str, expected_b64: str) 
     expected = base64.b64decode(expected_b64)
     for suffix in CHECKSUM_SUFFIXES:
         sidecar_key = base + suffix
-        raw = _get_bytes(s3, bucket, sidecar_key)
+        raw = get_object_bytes(s3, bucket, sidecar_key)
         if raw is None:
             continue
         digest = _sidecar_digest(raw)
