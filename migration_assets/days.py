@@ -16,3 +16,15 @@ def day_window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     """`[start, end)` of a UTC day as aware datetimes."""
     start = dt.datetime.combine(day, dt.time(), dt.UTC)
     return start, start + dt.timedelta(days=1)
+
+
+_EPOCH_DAY = dt.date(1970, 1, 1)
+
+
+def epoch_day(day: dt.date) -> int:
+    """Days since 1970-01-01: how event times are bucketed into days, vectorized."""
+    return (day - _EPOCH_DAY).days
+
+
+def from_epoch_day(number: int) -> dt.date:
+    return _EPOCH_DAY + dt.timedelta(days=int(number))

@@ -68,7 +68,7 @@ class IncompleteExportError(RuntimeError):
     """The export has begun (`_started` may exist) but `manifest-summary.json` is absent."""
 
 
-def _corrupt(
+def corrupt_export(
     key: str, problem: str, *, field: str | None = None, line: int | None = None
 ) -> CorruptExportError:
     where = f"s3 key {key!r}"
@@ -242,11 +242,11 @@ def _load_object(raw: bytes, key: str, line: int | None = None) -> dict[str, Any
     try:
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise _corrupt(key, f"not UTF-8 ({exc})", line=line) from exc
+        raise corrupt_export(key, f"not UTF-8 ({exc})", line=line) from exc
     except json.JSONDecodeError as exc:
-        raise _corrupt(key, f"not valid JSON ({exc})", line=line) from exc
+        raise corrupt_export(key, f"not valid JSON ({exc})", line=line) from exc
     if not isinstance(value, dict):
-        raise _corrupt(key, f"expected a JSON object, got {type(value).__name__}", line=line)
+        raise corrupt_export(key, f"expected a JSON object, got {type(value).__name__}", line=line)
     return value
 
 
@@ -257,7 +257,7 @@ class _Fields:
         self.obj, self.key, self.line = obj, key, line
 
     def _err(self, field: str, problem: str) -> CorruptExportError:
-        return _corrupt(self.key, problem, field=field, line=self.line)
+        return corrupt_export(self.key, problem, field=field, line=self.line)
 
     def _get(self, field: str, *, optional: bool) -> Any:
         if field not in self.obj:
@@ -314,17 +314,21 @@ def parse_summary(raw: bytes, key: str) -> ExportSummary:
     export_arn = f.required_string("exportArn")
     export_id = export_arn.rsplit("/export/", 1)[-1] if "/export/" in export_arn else ""
     if not is_export_id(export_id):
-        raise _corrupt(key, f"no export id after '/export/' in {export_arn!r}", field="exportArn")
+        raise corrupt_export(
+            key, f"no export id after '/export/' in {export_arn!r}", field="exportArn"
+        )
     table_arn = f.required_string("tableArn")
     if not export_arn.startswith(table_arn + "/export/"):
-        raise _corrupt(key, f"{export_arn!r} is not an export of {table_arn!r}", field="exportArn")
+        raise corrupt_export(
+            key, f"{export_arn!r} is not an export of {table_arn!r}", field="exportArn"
+        )
 
     export_type = f.string("exportType", optional=True) or FULL_EXPORT
     if export_type not in (FULL_EXPORT, INCREMENTAL_EXPORT):
-        raise _corrupt(key, f"unknown export type {export_type!r}", field="exportType")
+        raise corrupt_export(key, f"unknown export type {export_type!r}", field="exportType")
     output_format = f.required_string("outputFormat")
     if output_format not in OUTPUT_FORMATS:
-        raise _corrupt(key, f"unknown output format {output_format!r}", field="outputFormat")
+        raise corrupt_export(key, f"unknown output format {output_format!r}", field="outputFormat")
 
     if export_type == FULL_EXPORT:
         export_time = f.required_timestamp("exportTime")
@@ -335,13 +339,15 @@ def parse_summary(raw: bytes, key: str) -> ExportSummary:
         export_from = f.required_timestamp("exportFromTime")
         export_to = f.required_timestamp("exportToTime")
         if export_from >= export_to:
-            raise _corrupt(key, "exportFromTime is not before exportToTime", field="exportToTime")
+            raise corrupt_export(
+                key, "exportFromTime is not before exportToTime", field="exportToTime"
+            )
         output_view = f.required_string("outputView")
 
     start_time = f.required_timestamp("startTime")
     end_time = f.required_timestamp("endTime")
     if end_time < start_time:
-        raise _corrupt(key, "endTime is before startTime", field="endTime")
+        raise corrupt_export(key, "endTime is before startTime", field="endTime")
 
     return ExportSummary(
         export_id=export_id,
@@ -380,14 +386,14 @@ def parse_files_manifest(raw: bytes, key: str) -> tuple[DataFile, ...]:
     and a truncated upload must never pass as a shorter, valid list.
     """
     if not raw:
-        raise _corrupt(key, "lists no data files")
+        raise corrupt_export(key, "lists no data files")
     if not raw.endswith(b"\n"):
-        raise _corrupt(key, "last line does not end with a newline (truncated?)")
+        raise corrupt_export(key, "last line does not end with a newline (truncated?)")
     files: list[DataFile] = []
     seen: set[str] = set()
     for number, line in enumerate(raw[:-1].split(b"\n"), start=1):
         if not line.strip():
-            raise _corrupt(key, "blank line", line=number)
+            raise corrupt_export(key, "blank line", line=number)
         fields = _Fields(_load_object(line, key, number), key, number)
         md5 = fields.required_string("md5Checksum")
         _check_md5_b64(md5, fields)
@@ -466,13 +472,13 @@ def read_manifest(
         return None
     summary = parse_summary(raw_summary, key)
     if summary.export_id != export_id:
-        raise _corrupt(
+        raise corrupt_export(
             key, f"describes export {summary.export_id!r}, not {export_id!r}", field="exportArn"
         )
     raw_files = get_object_bytes(s3, bucket, summary.manifest_files_key)
     if raw_files is None:
         # The summary is written last, so a missing files manifest is not "in progress".
-        raise _corrupt(
+        raise corrupt_export(
             summary.manifest_files_key,
             f"missing although {key!r} exists (named by manifestFilesS3Key)",
         )
@@ -539,10 +545,10 @@ def _check_sidecars(s3: Any, bucket: str, manifest_key: str, expected_b64: str) 
         digest = _sidecar_digest(raw)
         if digest is None:
             if suffix == ".md5":
-                raise _corrupt(sidecar_key, f"not an MD5 checksum: {raw[:64]!r}")
+                raise corrupt_export(sidecar_key, f"not an MD5 checksum: {raw[:64]!r}")
             continue
         if digest != expected:
-            raise _corrupt(manifest_key, f"MD5 {expected_b64} does not match {sidecar_key!r}")
+            raise corrupt_export(manifest_key, f"MD5 {expected_b64} does not match {sidecar_key!r}")
 
 
 def verify_manifest(s3: Any, manifest: ExportManifest, *, check_sidecars: bool = True) -> None:
@@ -557,7 +563,7 @@ def verify_manifest(s3: Any, manifest: ExportManifest, *, check_sidecars: bool =
     bucket = manifest.source_bucket
     listed = manifest.files_item_count
     if listed != summary.item_count:
-        raise _corrupt(
+        raise corrupt_export(
             summary.manifest_files_key,
             f"itemCount values sum to {listed} but {summary.summary_key!r} says "
             f"{summary.item_count}",
@@ -573,13 +579,13 @@ def verify_manifest(s3: Any, manifest: ExportManifest, *, check_sidecars: bool =
     for data_file in manifest.files:
         actual = _stream_md5_b64(s3, bucket, data_file.key)
         if actual is None:
-            raise _corrupt(
+            raise corrupt_export(
                 data_file.key,
                 f"data file listed in "
                 f"{summary.manifest_files_key!r} does not exist in bucket {bucket!r}",
             )
         if actual != data_file.md5_b64:
-            raise _corrupt(
+            raise corrupt_export(
                 data_file.key,
                 f"MD5 {actual} does not match md5Checksum "
                 f"{data_file.md5_b64} in {summary.manifest_files_key!r}",

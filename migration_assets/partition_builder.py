@@ -1,0 +1,387 @@
+"""Build daily Parquet partitions from the exports recorded for each day (no Dagster here).
+
+For a set of days that share the same exports, every data file is read once: full-export
+rows are routed to their day (spilled to local Arrow files, so memory is bounded by one
+data file plus one day), the incremental chain is decoded once, and then each day gets its
+changes applied, is sorted by the MySQL key and is swapped in as a whole (`parquet_store`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .coverage_store import load_coverage
+from .days import epoch_day, from_epoch_day
+from .dynamodb.changes import (
+    CHANGE,
+    ORDER,
+    Changes,
+    apply_changes,
+    epoch_seconds,
+    event_days,
+    identity,
+)
+from .dynamodb.coverage import DayCoverage
+from .dynamodb.decode import DecodedFile, Reject, decode_full_file, decode_incremental_file
+from .dynamodb.layout import (
+    CorruptExportError,
+    DataFile,
+    ExportManifest,
+    corrupt_export,
+    get_object_bytes,
+    md5_b64,
+    require_manifest,
+)
+from .parquet_store import (
+    DEFAULT_MAX_ROWS_PER_FILE,
+    PartitionManifest,
+    partition_schema,
+    write_partition,
+    write_unplaced_rejects,
+)
+from .spec import MigrationSpec
+
+
+class MissingCoverageError(LookupError):
+    """A day has no recorded coverage: `dynamodb_export` must run for it first."""
+
+
+class BadRecordsError(ValueError):
+    """`on_bad_record: fail` and the exports hold bad records; nothing was written."""
+
+    def __init__(self, rejects: list[Reject]):
+        self.rejects = rejects
+        shown = "\n".join(f"  {r.file} line {r.line}: {r.reason}" for r in rejects[:10])
+        more = f"\n  ... and {len(rejects) - 10} more" if len(rejects) > 10 else ""
+        super().__init__(
+            f"{len(rejects)} bad record(s) and dynamodb.on_bad_record is 'fail'; no partition "
+            f"was written (set it to 'quarantine' to keep them under _rejects/):\n{shown}{more}"
+        )
+
+
+@dataclass
+class DayResult:
+    day: dt.date
+    manifest: PartitionManifest
+    files_read: int
+
+
+@dataclass
+class BuildStats:
+    files_read: int = 0
+    items_read: int = 0
+    bytes_read: int = 0
+    unplaced_rejects: int = 0
+    unplaced_rejects_key: str | None = None
+    results: list[DayResult] = field(default_factory=list)
+
+
+def fetch_data_file(s3: Any, bucket: str, data_file: DataFile) -> bytes:
+    """A data file's bytes, proven equal to what the manifest lists (md5)."""
+    data = get_object_bytes(s3, bucket, data_file.key)
+    if data is None:
+        raise corrupt_export(data_file.key, "data file listed in the manifest does not exist")
+    if md5_b64(data) != data_file.md5_b64:
+        raise corrupt_export(
+            data_file.key,
+            f"MD5 {md5_b64(data)} does not match md5Checksum {data_file.md5_b64}",
+            field="md5Checksum",
+        )
+    return data
+
+
+def _decoded_files(
+    s3: Any,
+    manifest: ExportManifest,
+    decode: Callable[[bytes, str, MigrationSpec], DecodedFile],
+    spec: MigrationSpec,
+) -> Iterator[tuple[DataFile, DecodedFile, int]]:
+    """Each data file decoded, the next one downloaded meanwhile (I/O overlaps CPU)."""
+    bucket = manifest.source_bucket
+    files = manifest.files
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-prefetch") as pool:
+        pending: Future[bytes] | None = None
+        for index, data_file in enumerate(files):
+            data = (pending or pool.submit(fetch_data_file, s3, bucket, data_file)).result()
+            pending = (
+                pool.submit(fetch_data_file, s3, bucket, files[index + 1])
+                if index + 1 < len(files)
+                else None
+            )
+            decoded = decode(data, data_file.key, spec)
+            if decoded.lines != data_file.item_count:
+                raise corrupt_export(
+                    data_file.key,
+                    f"holds {decoded.lines} lines but the manifest's itemCount is "
+                    f"{data_file.item_count}",
+                    field="itemCount",
+                )
+            yield data_file, decoded, len(data)
+
+
+class _DaySpill:
+    """Per-day Arrow stream files in a temporary folder: one file's rows routed to days."""
+
+    def __init__(self, folder: Path, schema: pa.Schema) -> None:
+        self.folder = folder
+        self.schema = schema
+        self.writers: dict[dt.date, pa.ipc.RecordBatchStreamWriter] = {}
+        self.stack = ExitStack()
+
+    def add(self, day: dt.date, table: pa.Table) -> None:
+        if day not in self.writers:
+            sink = self.stack.enter_context(pa.OSFile(str(self.folder / f"{day}.arrow"), "wb"))
+            self.writers[day] = self.stack.enter_context(pa.ipc.new_stream(sink, self.schema))
+        self.writers[day].write_table(table)
+
+    def read(self, day: dt.date) -> pa.Table:
+        if day not in self.writers:
+            return self.schema.empty_table()
+        self.writers.pop(day).close()
+        with pa.memory_map(str(self.folder / f"{day}.arrow")) as source:
+            table = pa.ipc.open_stream(source).read_all()
+        (self.folder / f"{day}.arrow").unlink()
+        return table
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def _home_day(spec: MigrationSpec, day: dt.date) -> dt.date:
+    """The partition that answers for a record: its day, or the nearest end of the range."""
+    if day < spec.partitions.start:
+        return spec.partitions.start
+    if spec.partitions.end is not None and day >= spec.partitions.end:
+        return spec.partitions.end - dt.timedelta(days=1)
+    return day
+
+
+def _route_rows(
+    decoded: DecodedFile, days: set[int], spec: MigrationSpec, spill: _DaySpill
+) -> list[Reject]:
+    """Send each row to its day's spill; rows outside the partitions become bad records."""
+    table = decoded.rows.select([c.column for c in spec.columns])
+    numbers = event_days(table, spec.event_time_column.column)
+    start = epoch_day(spec.partitions.start)
+    end = epoch_day(spec.partitions.end) if spec.partitions.end else None
+    outside = (numbers < start) | ((numbers >= end) if end is not None else False)
+    rejects: list[Reject] = []
+    if outside.any():
+        rows = np.flatnonzero(outside)
+        line_numbers = decoded.rows.column("_line").take(pa.array(rows)).to_pylist()
+        records = table.take(pa.array(rows)).to_pylist()
+        event = spec.event_time_column.column
+        rejects = [
+            Reject(
+                decoded.key,
+                line,
+                f"event time {record[event].isoformat()} is outside the partitions "
+                f"({spec.partitions.start} .. {spec.partitions.end or 'open'}); no day holds it",
+                json.dumps(record, default=str, ensure_ascii=False),
+                record[event].date(),  # placed on the nearest partition by _home_day
+            )
+            for line, record in zip(line_numbers, records, strict=True)
+        ]
+    wanted = np.isin(numbers, np.fromiter(days, dtype=np.int64))
+    if not wanted.any():
+        return rejects
+    order = np.argsort(numbers[wanted], kind="stable")
+    rows = np.flatnonzero(wanted)[order]
+    sorted_days = numbers[rows]
+    bounds = np.flatnonzero(np.diff(sorted_days)) + 1
+    for chunk in np.split(np.arange(len(rows)), bounds):
+        spill.add(from_epoch_day(sorted_days[chunk[0]]), table.take(pa.array(rows[chunk])))
+    return rejects
+
+
+def _read_changes(
+    s3: Any, spec: MigrationSpec, incrementals: list[ExportManifest], stats: BuildStats
+) -> tuple[Changes, list[Reject]]:
+    tables: list[pa.Table] = []
+    rejects: list[Reject] = []
+    key_attributes: set[tuple[str, ...]] = set()
+    for window, manifest in enumerate(incrementals):
+        for _, decoded, size in _decoded_files(s3, manifest, decode_incremental_file, spec):
+            stats.files_read += 1
+            stats.items_read += decoded.lines
+            stats.bytes_read += size
+            rejects += decoded.rejects
+            if decoded.rows.num_rows:
+                key_attributes.add(decoded.key_attributes)
+                tables.append(
+                    decoded.rows.append_column(
+                        ORDER, pa.array([window] * decoded.rows.num_rows, pa.int32())
+                    )
+                )
+    if not tables:
+        return Changes.empty(), rejects
+    if len(key_attributes) > 1:
+        raise CorruptExportError(
+            f"incremental exports disagree on the table key: {sorted(key_attributes)}"
+        )
+    by_attribute = {c.attribute: c.column for c in spec.columns}
+    columns = tuple(by_attribute[name] for name in next(iter(key_attributes)))
+    return Changes(pa.concat_tables(tables), columns), rejects
+
+
+def second_histogram(table: pa.Table, event_column: str) -> dict[str, Any]:
+    """A short summary of rows per second (the full counts are computed by the checks)."""
+    puts = table.filter(pc.equal(table.column(CHANGE), "put"))
+    if not puts.num_rows:
+        return {"seconds_with_rows": 0, "max_rows_per_second": 0, "busiest_second": None}
+    seconds = epoch_seconds(puts.column(event_column))
+    counts = pc.value_counts(pa.array(seconds))
+    values = counts.field("values").to_numpy()
+    tallies = counts.field("counts").to_numpy()
+    busiest = int(np.argmax(tallies))
+    return {
+        "seconds_with_rows": len(values),
+        "max_rows_per_second": int(tallies[busiest]),
+        "busiest_second": dt.datetime.fromtimestamp(int(values[busiest]), dt.UTC).isoformat(),
+        "first_second": dt.datetime.fromtimestamp(int(values.min()), dt.UTC).isoformat(),
+        "last_second": dt.datetime.fromtimestamp(int(values.max()), dt.UTC).isoformat(),
+    }
+
+
+def _duplicate_key_rejects(
+    table: pa.Table, spec: MigrationSpec, day: dt.date
+) -> tuple[pa.Table, list[Reject]]:
+    """Rows sharing a MySQL key within the day cannot all be merged: set them aside."""
+    keys = identity(table, spec.mysql.key)
+    counts = pc.value_counts(keys)
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+    if not len(repeated):
+        return table, []
+    clash = pc.is_in(keys, value_set=repeated)
+    rejects = [
+        Reject(
+            "(day partition)",
+            0,
+            "duplicate MySQL key "
+            + ", ".join(f"{k}={row[k]}" for k in spec.mysql.key)
+            + " within the day (several DynamoDB items map to one row)",
+            str({k: str(v) for k, v in row.items()}),
+            day,
+        )
+        for row in table.filter(clash).to_pylist()
+    ]
+    return table.filter(pc.invert(clash)), rejects
+
+
+def build_days(
+    s3: Any,
+    spec: MigrationSpec,
+    days: list[dt.date],
+    *,
+    max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE,
+    log: Callable[[str], None] = lambda message: None,
+) -> BuildStats:
+    """Write the Parquet partition of every day in `days`, reading each export file once."""
+    stats = BuildStats()
+    groups: dict[tuple[str, ...], list[tuple[dt.date, DayCoverage]]] = defaultdict(list)
+    for day in days:
+        coverage = load_coverage(s3, spec, day.isoformat())
+        if coverage is None:
+            raise MissingCoverageError(
+                f"no coverage is recorded for {day}: materialize dynamodb_export for it first"
+            )
+        groups[tuple(coverage.export_ids)].append((day, coverage))
+    for export_ids, members in groups.items():
+        _build_group(s3, spec, export_ids, members, stats, max_rows_per_file, log)
+    return stats
+
+
+def _build_group(
+    s3: Any,
+    spec: MigrationSpec,
+    export_ids: tuple[str, ...],
+    members: list[tuple[dt.date, DayCoverage]],
+    stats: BuildStats,
+    max_rows_per_file: int,
+    log: Callable[[str], None],
+) -> None:
+    manifests = [
+        require_manifest(s3, spec.s3.bucket, spec.s3.export_prefix, export_id)
+        for export_id in export_ids
+    ]
+    full, incrementals = manifests[0], manifests[1:]
+    day_numbers = {epoch_day(day) for day, _ in members}
+    changes, rejects = _read_changes(s3, spec, incrementals, stats)
+    schema = pa.schema([pa.field(c.column, c.type.arrow) for c in spec.columns])
+    with tempfile.TemporaryDirectory(prefix="parquet-days-") as folder:
+        spill = _DaySpill(Path(folder), schema)
+        try:
+            for _, decoded, size in _decoded_files(s3, full, decode_full_file, spec):
+                stats.files_read += 1
+                stats.items_read += decoded.lines
+                stats.bytes_read += size
+                rejects += decoded.rejects
+                rejects += _route_rows(decoded, day_numbers, spec, spill)
+            log(f"read {stats.files_read} data files ({stats.items_read} items)")
+            placed: dict[dt.date, list[Reject]] = defaultdict(list)
+            unplaced: list[Reject] = []
+            for reject in rejects:
+                home = _home_day(spec, reject.day) if reject.day else None
+                if home is None:
+                    unplaced.append(reject)
+                elif epoch_day(home) in day_numbers:
+                    placed[home].append(reject)
+            outputs = []
+            for day, coverage in members:
+                snapshot = spill.read(day)
+                rows, deletes = apply_changes(day, snapshot, changes, spec.event_time_column.column)
+                rows, duplicates = _duplicate_key_rejects(rows, spec, day)
+                placed[day] += duplicates
+                outputs.append((day, coverage, rows, deletes))
+            relevant = [r for day, _ in members for r in placed[day]] + unplaced
+            if relevant and spec.dynamodb.on_bad_record == "fail":
+                raise BadRecordsError(relevant)
+            if unplaced:
+                stats.unplaced_rejects += len(unplaced)
+                stats.unplaced_rejects_key = write_unplaced_rejects(
+                    s3, spec, "-".join(export_ids[:1]) + f"-{len(export_ids)}", unplaced
+                )
+            for day, coverage, rows, deletes in outputs:
+                table = _partition_table(spec, rows, deletes)
+                manifest = write_partition(
+                    s3,
+                    spec,
+                    day,
+                    table,
+                    placed[day],
+                    exports=export_ids,
+                    complete=coverage.complete,
+                    seconds=second_histogram(table, spec.event_time_column.column),
+                    max_rows_per_file=max_rows_per_file,
+                )
+                stats.results.append(DayResult(day, manifest, stats.files_read))
+        finally:
+            spill.close()
+
+
+def _partition_table(spec: MigrationSpec, rows: pa.Table, deletes: pa.Table) -> pa.Table:
+    """Puts and deletes in one table, sorted by the MySQL key (fast, deterministic loads)."""
+    schema = partition_schema(spec)
+    combined = pa.concat_tables(
+        [
+            rows.append_column(CHANGE, pa.repeat(pa.scalar("put"), rows.num_rows)),
+            deletes.append_column(CHANGE, pa.repeat(pa.scalar("delete"), deletes.num_rows)),
+        ]
+    )
+    ordered = combined.sort_by(
+        [(name, "ascending") for name in spec.mysql.key] + [(CHANGE, "descending")]
+    )
+    return ordered.cast(schema)

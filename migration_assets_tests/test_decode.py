@@ -1,0 +1,263 @@
+"""Typed decoding of export data files: exact values, every type, bad records named."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+from decimal import Decimal
+
+import pytest
+
+from migration_assets.devstack.export_writer import encode_incremental_line
+from migration_assets.dynamodb.decode import (
+    DELETE,
+    KEYS_ONLY,
+    OP,
+    PUT,
+    WRITE_MICROS,
+    decode_full_file,
+    decode_incremental_file,
+)
+from migration_assets.dynamodb.layout import CorruptExportError
+from migration_assets.spec import parse_spec
+
+UTC = dt.UTC
+
+
+def make_spec(unit: str = "s", on_bad_record: str = "quarantine", **extra_columns) -> object:
+    columns = [
+        {"attribute": "pk", "column": "pk", "type": "bigint", "nullable": False},
+        {"attribute": "sk", "column": "sk", "type": "varchar(40)", "nullable": False},
+        {"attribute": "ts", "column": "ts", "type": "datetime(6)", "nullable": False},
+        {"attribute": "small", "column": "small", "type": "int"},
+        {"attribute": "amount", "column": "amount", "type": "decimal(20,4)"},
+        {"attribute": "ratio", "column": "ratio", "type": "double"},
+        {"attribute": "flag", "column": "flag", "type": "boolean"},
+        {"attribute": "name", "column": "name", "type": "text"},
+        {"attribute": "sig", "column": "sig", "type": "varbinary(8)"},
+        {"attribute": "born", "column": "born", "type": "date"},
+        {"attribute": "seen", "column": "seen", "type": "datetime"},
+        {"attribute": "doc", "column": "doc", "type": "json"},
+        {"attribute": "Passenger ID", "column": "passenger_id", "type": "varchar(10)"},
+    ]
+    return parse_spec(
+        {
+            "name": "edge",
+            "partitions": {"start": "2024-01-01"},
+            "dynamodb": {
+                "table": "edge",
+                "event_time": {"attribute": "ts", "unit": unit},
+                "on_bad_record": on_bad_record,
+            },
+            "s3": {"bucket": "edge-bucket", "export_prefix": "e", "parquet_prefix": "p"},
+            "columns": columns,
+            "mysql": {"temp_table": "t", "target_table": "u", "key": ["pk", "sk", "ts"]},
+        }
+    )
+
+
+def gz_lines(*records: dict | bytes) -> bytes:
+    raw = b"".join(
+        (r if isinstance(r, bytes) else json.dumps(r, separators=(",", ":")).encode()) + b"\n"
+        for r in records
+    )
+    return gzip.compress(raw)
+
+
+def item(**attributes) -> dict:
+    return {"Item": attributes}
+
+
+BASE = {"pk": {"N": "1"}, "sk": {"S": "a"}, "ts": {"N": "1704067200"}}
+
+
+def test_every_type_decodes_exactly():
+    spec = make_spec()
+    full = dict(
+        BASE,
+        small={"N": "-2147483648"},
+        amount={"N": "1234567890123456.1234"},
+        ratio={"N": "0.1"},
+        flag={"BOOL": True},
+        name={"S": 'naïve ✓ "quoted" \\ back'},
+        sig={"B": "AAEC/w=="},
+        born={"S": "1999-12-31"},
+        seen={"S": "2024-01-01T01:00:00+01:00"},
+        doc={
+            "M": {
+                "n": {"N": "12345678901234567890123.5"},
+                "l": {"L": [{"S": "x"}, {"NULL": True}, {"BOOL": False}, {"B": "AQI="}]},
+                "ss": {"SS": ["a", 'b"c']},
+                "ns": {"NS": ["1", "2.5"]},
+                "when": {"S": "2024-01-01 00:00:00"},
+            }
+        },
+        **{"Passenger ID": {"S": "P-1"}},
+    )
+    # attribute order is not stable in real exports: reverse it
+    reordered = dict(reversed(list(full.items())))
+    decoded = decode_full_file(gz_lines(item(**full), item(**reordered)), "f1", spec)
+    assert not decoded.rejects
+    first, second = decoded.rows.drop_columns(["_line"]).to_pylist()
+    assert first == second
+    assert first["pk"] == 1 and first["sk"] == "a"
+    assert first["ts"] == dt.datetime(2024, 1, 1, tzinfo=UTC)
+    assert first["small"] == -(2**31)
+    assert first["amount"] == Decimal("1234567890123456.1234")
+    assert first["ratio"] == 0.1
+    assert first["flag"] is True
+    assert first["name"] == 'naïve ✓ "quoted" \\ back'
+    assert first["sig"] == b"\x00\x01\x02\xff"
+    assert first["born"] == dt.date(1999, 12, 31)
+    assert first["seen"] == dt.datetime(2024, 1, 1, tzinfo=UTC)
+    assert first["passenger_id"] == "P-1"
+    doc = json.loads(first["doc"], parse_float=Decimal, parse_int=Decimal)
+    assert doc == {
+        "n": Decimal("12345678901234567890123.5"),  # exact: no float round trip
+        "l": ["x", None, False, "AQI="],
+        "ss": ["a", 'b"c'],
+        "ns": [Decimal(1), Decimal("2.5")],
+        "when": "2024-01-01 00:00:00",  # a date-like string stays the exact string
+    }
+
+
+def test_scalar_json_values_missing_and_null_attributes():
+    spec = make_spec()
+    lines = [
+        item(**BASE, doc={"S": "text"}),
+        item(**BASE, doc={"N": "7"}),
+        item(**BASE, doc={"BOOL": False}),
+        item(**BASE, doc={"NULL": True}, name={"NULL": True}),
+        item(**BASE),  # every optional attribute missing
+        item(**BASE, doc={"SS": ["a\nb"]}),
+    ]
+    rows = decode_full_file(gz_lines(*lines), "f", spec).rows.to_pylist()
+    assert [r["doc"] for r in rows] == ['"text"', "7", "false", None, None, '["a\\nb"]']
+    assert rows[3]["name"] is None and rows[4]["amount"] is None and rows[4]["flag"] is None
+
+
+def test_nineteen_digit_numbers_and_overflow_are_exact():
+    spec = make_spec()
+    max_bigint = str(2**63 - 1)
+    lines = [
+        item(**dict(BASE, pk={"N": max_bigint})),
+        item(**dict(BASE, pk={"N": str(2**63)})),  # overflows BIGINT
+        item(**dict(BASE, pk={"N": "-" + str(2**63)})),  # the smallest BIGINT
+        item(**BASE, small={"N": str(2**31)}),  # overflows INT
+        item(**BASE, small={"N": "1E+3"}),  # exponent form, still a whole number
+        item(**BASE, small={"N": "1.5"}),
+        item(**BASE, amount={"N": "1.23456"}),  # more decimals than the column keeps
+        item(**BASE, amount={"N": "1.2340000"}),
+        item(**BASE, amount={"N": "9" * 40}),  # 40 digits
+    ]
+    decoded = decode_full_file(gz_lines(*lines), "data/f.json.gz", spec)
+    rows = {r["_line"]: r for r in decoded.rows.to_pylist()}
+    rejects = {r.line: r for r in decoded.rejects}
+    assert rows[1]["pk"] == 2**63 - 1
+    assert rows[3]["pk"] == -(2**63)
+    assert rows[5]["small"] == 1000
+    assert rows[8]["amount"] == Decimal("1.234")
+    assert set(rejects) == {2, 4, 6, 7, 9}
+    assert "does not fit bigint" in rejects[2].reason and "'pk'" in rejects[2].reason
+    assert "does not fit int" in rejects[4].reason
+    assert "not a whole number" in rejects[6].reason
+    assert "decimal(20,4)" in rejects[7].reason
+    assert rejects[9].file == "data/f.json.gz" and rejects[9].raw.startswith('{"Item"')
+    assert rejects[2].day == dt.date(2024, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("unit", "value", "expected"),
+    [
+        ("s", {"N": "1704153599"}, dt.datetime(2024, 1, 1, 23, 59, 59, tzinfo=UTC)),
+        ("ms", {"N": "1704153599999"}, dt.datetime(2024, 1, 1, 23, 59, 59, 999000, tzinfo=UTC)),
+        ("us", {"N": "1704153600000000"}, dt.datetime(2024, 1, 2, tzinfo=UTC)),
+        (
+            "iso8601",
+            {"S": "2024-01-01T23:59:59.999Z"},
+            dt.datetime(2024, 1, 1, 23, 59, 59, 999000, tzinfo=UTC),
+        ),
+        ("iso8601", {"S": "2024-01-02T00:00:00.000+00:00"}, dt.datetime(2024, 1, 2, tzinfo=UTC)),
+        ("iso8601", {"S": "2024-01-01T23:59:59"}, dt.datetime(2024, 1, 1, 23, 59, 59, tzinfo=UTC)),
+        (
+            "s",
+            {"N": "1704153599.9999999"},
+            dt.datetime(2024, 1, 1, 23, 59, 59, 999999, tzinfo=UTC),
+        ),  # floored, never rounded up
+    ],
+)
+def test_event_time_units_and_day_edges(unit, value, expected):
+    spec = make_spec(unit)
+    decoded = decode_full_file(gz_lines(item(**dict(BASE, ts=value))), "f", spec)
+    assert not decoded.rejects, decoded.rejects
+    assert decoded.rows.column("ts")[0].as_py() == expected
+
+
+def test_bad_lines_are_named_and_good_lines_survive():
+    spec = make_spec()
+    lines = [
+        item(**BASE),
+        b"this is not json",
+        item(**dict(BASE, pk={"N": 5})),  # N must be a string
+        item(**dict(BASE, sk={"N": "2"}), small={"S": "x"}),  # wrong type for an int
+        item(**{"sk": {"S": "a"}, "ts": {"N": "1704067200"}}),  # NOT NULL key missing
+        item(**dict(BASE, ts={"S": "yesterday"})),
+        item(**dict(BASE, sk={"S": "x" * 41})),
+        item(**dict(BASE, pk={"N": "2"})),
+    ]
+    decoded = decode_full_file(gz_lines(*lines), "f", spec)
+    assert [r["pk"] for r in decoded.rows.to_pylist()] == [1, 2]
+    reasons = {r.line: r.reason for r in decoded.rejects}
+    assert set(reasons) == {2, 3, 4, 5, 6, 7}
+    assert "not valid JSON" in reasons[2]
+    assert "Item.pk.N" in reasons[3]
+    assert "'small'" in reasons[4] and "other than N" in reasons[4]
+    assert "'pk'" in reasons[5] and "NOT NULL" in reasons[5]
+    assert "'ts'" in reasons[6]
+    assert "longer than 40" in reasons[7]
+    unreadable_day = {r.line: r.day for r in decoded.rejects}
+    assert unreadable_day[2] is None and unreadable_day[6] is None
+    assert unreadable_day[4] == dt.date(2024, 1, 1)
+
+
+def test_empty_and_damaged_files():
+    spec = make_spec()
+    empty = decode_full_file(gzip.compress(b""), "empty.json.gz", spec)
+    assert empty.lines == 0 and empty.rows.num_rows == 0
+    whole = gz_lines(item(**BASE))
+    with pytest.raises(CorruptExportError, match="truncated.*|ends early") as err:
+        decode_full_file(whole[:-6], "cut.json.gz", spec)
+    assert "cut.json.gz" in str(err.value)
+    with pytest.raises(CorruptExportError, match="trailing newline"):
+        decode_full_file(gzip.compress(b'{"Item":{}}'), "nl.json.gz", spec)
+    with pytest.raises(CorruptExportError, match="not valid gzip"):
+        decode_full_file(b"plain text", "plain.json.gz", spec)
+
+
+def test_incremental_lines_puts_deletes_and_keys_only_deletes():
+    spec = make_spec()
+    keys = {"pk": {"N": "1"}, "sk": {"S": "a"}}
+    old = dict(BASE, name={"S": "old"})
+    new = dict(BASE, name={"S": "new"}, doc={"M": {"k": {"N": "1"}}})
+    raw = b"".join(
+        [
+            encode_incremental_line(keys, 10, new_image=new, old_image=old),
+            encode_incremental_line(keys, 20, old_image=old),  # delete, NEW_AND_OLD_IMAGES
+            encode_incremental_line({"pk": {"N": "2"}, "sk": {"S": "b"}}, 30),  # NEW_IMAGE delete
+            b'{"Metadata":{"WriteTimestampMicros":{"N":"x"}},"Keys":{"pk":{"N":"3"}}}\n',
+        ]
+    )
+    decoded = decode_incremental_file(gzip.compress(raw), "inc", spec)
+    assert decoded.key_attributes == ("pk", "sk")
+    rows = decoded.rows.to_pylist()
+    assert [(r[OP], r[WRITE_MICROS], r[KEYS_ONLY]) for r in rows] == [
+        (PUT, 10, False),
+        (DELETE, 20, False),
+        (DELETE, 30, True),
+    ]
+    assert rows[0]["name"] == "new" and json.loads(rows[0]["doc"]) == {"k": 1}
+    assert rows[1]["name"] == "old"
+    assert rows[2]["pk"] == 2 and rows[2]["ts"] is None
+    assert [r.line for r in decoded.rejects] == [4]
+    assert "WriteTimestampMicros" in decoded.rejects[0].reason
