@@ -32,7 +32,6 @@ from .dynamodb.changes import (
     apply_changes,
     epoch_seconds,
     event_days,
-    identity,
 )
 from .dynamodb.coverage import DayCoverage
 from .dynamodb.decode import DecodedFile, Reject, decode_full_file, decode_incremental_file
@@ -109,18 +108,19 @@ def _decoded_files(
     decode: Callable[[bytes, str, MigrationSpec], DecodedFile],
     spec: MigrationSpec,
 ) -> Iterator[tuple[DataFile, DecodedFile, int]]:
-    """Each data file decoded, the next one downloaded meanwhile (I/O overlaps CPU)."""
+    """Each data file fetched, verified and decoded, in manifest order.
+
+    The next file downloads while this one decodes (decoding already uses every core:
+    measured, decoding two files at once was slower). Memory: two files at most.
+    """
     bucket = manifest.source_bucket
-    files = manifest.files
+    files = list(manifest.files)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-prefetch") as pool:
         pending: Future[bytes] | None = None
         for index, data_file in enumerate(files):
             data = (pending or pool.submit(fetch_data_file, s3, bucket, data_file)).result()
-            pending = (
-                pool.submit(fetch_data_file, s3, bucket, files[index + 1])
-                if index + 1 < len(files)
-                else None
-            )
+            following = files[index + 1] if index + 1 < len(files) else None
+            pending = pool.submit(fetch_data_file, s3, bucket, following) if following else None
             decoded = decode(data, data_file.key, spec)
             if decoded.lines != data_file.item_count:
                 raise corrupt_export(
@@ -256,31 +256,6 @@ def second_histogram(table: pa.Table, event_column: str) -> dict[str, Any]:
     }
 
 
-def _duplicate_key_rejects(
-    table: pa.Table, spec: MigrationSpec, day: dt.date
-) -> tuple[pa.Table, list[Reject]]:
-    """Rows sharing a MySQL key within the day cannot all be merged: set them aside."""
-    keys = identity(table, spec.mysql.key)
-    counts = pc.value_counts(keys)
-    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-    if not len(repeated):
-        return table, []
-    clash = pc.is_in(keys, value_set=repeated)
-    rejects = [
-        Reject(
-            "(day partition)",
-            0,
-            "duplicate MySQL key "
-            + ", ".join(f"{k}={row[k]}" for k in spec.mysql.key)
-            + " within the day (several DynamoDB items map to one row)",
-            str({k: str(v) for k, v in row.items()}),
-            day,
-        )
-        for row in table.filter(clash).to_pylist()
-    ]
-    return table.filter(pc.invert(clash)), rejects
-
-
 def build_days(
     s3: Any,
     spec: MigrationSpec,
@@ -343,9 +318,9 @@ def _build_group(
             for day, coverage in members:
                 snapshot = spill.read(day)
                 rows, deletes = apply_changes(day, snapshot, changes, spec.event_time_column.column)
-                rows, duplicates = _duplicate_key_rejects(rows, spec, day)
+                table, duplicates = _partition_table(spec, day, rows, deletes)
                 placed[day] += duplicates
-                outputs.append((day, coverage, rows, deletes))
+                outputs.append((day, coverage, table))
             relevant = [r for day, _ in members for r in placed[day]] + unplaced
             if relevant and spec.dynamodb.on_bad_record == "fail":
                 raise BadRecordsError(relevant)
@@ -354,8 +329,7 @@ def _build_group(
                 stats.unplaced_rejects_key = write_unplaced_rejects(
                     s3, spec, "-".join(export_ids[:1]) + f"-{len(export_ids)}", unplaced
                 )
-            for day, coverage, rows, deletes in outputs:
-                table = _partition_table(spec, rows, deletes)
+            for day, coverage, table in outputs:
                 manifest = write_partition(
                     s3,
                     spec,
@@ -372,16 +346,52 @@ def _build_group(
             spill.close()
 
 
-def _partition_table(spec: MigrationSpec, rows: pa.Table, deletes: pa.Table) -> pa.Table:
-    """Puts and deletes in one table, sorted by the MySQL key (fast, deterministic loads)."""
-    schema = partition_schema(spec)
+def _partition_table(
+    spec: MigrationSpec, day: dt.date, rows: pa.Table, deletes: pa.Table
+) -> tuple[pa.Table, list[Reject]]:
+    """Puts and deletes in one table sorted by the MySQL key (fast, deterministic loads).
+
+    Puts that share a MySQL key within the day (several DynamoDB items mapping to one row)
+    cannot all be merged; they are set aside as bad records rather than picked arbitrarily.
+    """
     combined = pa.concat_tables(
         [
             rows.append_column(CHANGE, pa.repeat(pa.scalar("put"), rows.num_rows)),
             deletes.append_column(CHANGE, pa.repeat(pa.scalar("delete"), deletes.num_rows)),
         ]
     )
-    ordered = combined.sort_by(
-        [(name, "ascending") for name in spec.mysql.key] + [(CHANGE, "descending")]
-    )
-    return ordered.cast(schema)
+    order = [(name, "ascending") for name in spec.mysql.key] + [(CHANGE, "descending")]
+    ordered = combined.sort_by(order).combine_chunks()
+    clash = _repeated_puts(ordered, spec.mysql.key)
+    if not clash.any():
+        return ordered.cast(partition_schema(spec)), []
+    rejects = [
+        Reject(
+            "(day partition)",
+            0,
+            "duplicate MySQL key ("
+            + ", ".join(f"{name}={row[name]}" for name in spec.mysql.key)
+            + ") within the day: several DynamoDB items map to one row",
+            json.dumps(row, default=str, ensure_ascii=False),
+            day,
+        )
+        for row in ordered.filter(pa.array(clash)).to_pylist()
+    ]
+    return ordered.filter(pa.array(~clash)).cast(partition_schema(spec)), rejects
+
+
+def _repeated_puts(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:
+    """Rows that are puts and share their key with a neighbouring put (input sorted by key)."""
+    count = ordered.num_rows
+    if count < 2:
+        return np.zeros(count, dtype=bool)
+    same = pc.equal(ordered.column(CHANGE).slice(1), ordered.column(CHANGE).slice(0, count - 1))
+    for name in key:
+        column = ordered.column(name)
+        same = pc.and_(same, pc.equal(column.slice(1), column.slice(0, count - 1)))
+    same = pc.and_(same, pc.equal(ordered.column(CHANGE).slice(1), "put"))
+    pairs = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    clash = np.zeros(count, dtype=bool)
+    clash[1:] |= pairs
+    clash[:-1] |= pairs
+    return clash

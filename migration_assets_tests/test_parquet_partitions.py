@@ -30,6 +30,7 @@ from migration_assets.devstack.seed import ensure_bucket, seed, table_arn
 from migration_assets.dynamodb.coverage import completed_exports
 from migration_assets.dynamodb.typed_json import to_json_text
 from migration_assets.parquet_store import read_manifest, read_partition
+from migration_assets.resources import DynamoDBResource
 from migration_assets.spec import parse_spec
 
 DAYS = [dt.date(2023, 1, 1), dt.date(2023, 1, 2)]
@@ -38,7 +39,10 @@ UTC = dt.UTC
 
 @pytest.fixture
 def resources(stack):
-    return {"s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3)}
+    return {
+        "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
+        "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
+    }
 
 
 def materialize(spec, resources, day: str, **kwargs):

@@ -208,9 +208,27 @@ def _exact_integer(column_type: ColumnType) -> Callable[[str], int]:
     return parse
 
 
+def _whole_array_cast(strings: pa.Array, arrow_type: pa.DataType) -> pa.Array | None:
+    """Arrow's checked cast of every value at once, or None if any value refuses it.
+
+    The common case (every number plain and in range) then costs one kernel; a file with
+    one odd value takes the per-row path below, which finds and names that value.
+    """
+    try:
+        return pc.cast(strings, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
 def _integer(fields, column_type: ColumnType, _rules) -> tuple[pa.Array, pa.Array]:
     numbers = fields["N"]
     low, high = column_type.integer_bounds  # type: ignore[misc]
+    hexadecimal = pc.any(pc.match_substring(numbers, "x", ignore_case=True)).as_py()
+    whole = None if hexadecimal else _whole_array_cast(numbers, pa.int64())  # Arrow reads 0x10
+    if whole is not None:
+        fits = pc.and_(pc.greater_equal(whole, low), pc.less_equal(whole, high))
+        if pc.all(fits).as_py() is not False:
+            return pc.cast(whole, column_type.arrow), _no_problems(len(numbers))
     plain = _matches(numbers, r"-?[0-9]{1,18}")
     as_int64 = pc.cast(pc.if_else(pa.array(plain), numbers, None), pa.int64())
     in_range = pc.fill_null(
@@ -245,6 +263,9 @@ def _exact_decimal(column_type: ColumnType) -> Callable[[str], Decimal]:
 
 def _decimal(fields, column_type: ColumnType, _rules) -> tuple[pa.Array, pa.Array]:
     numbers = fields["N"]
+    exact = _whole_array_cast(numbers, column_type.arrow)  # refuses any rounding or overflow
+    if exact is not None:
+        return exact, _no_problems(len(numbers))
     precision, scale = column_type.precision or 10, column_type.scale or 0
     whole = precision - scale
     pattern = (rf"-?[0-9]{{1,{whole}}}" if whole else "-?0") + (
@@ -269,6 +290,10 @@ def _exact_double(text: str) -> float:
 
 def _double(fields, column_type: ColumnType, _rules) -> tuple[pa.Array, pa.Array]:
     numbers = fields["N"]
+    if not pc.any(pc.match_substring_regex(numbers, "[^0-9.eE+-]")).as_py():
+        parsed = _whole_array_cast(numbers, pa.float64())
+        if parsed is not None and pc.all(pc.is_finite(parsed)).as_py() is not False:
+            return parsed, _no_problems(len(numbers))
     fast_rows = _matches(numbers, r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
     slow_rows = numbers.is_valid().to_numpy(zero_copy_only=False) & ~fast_rows
     fast = pc.cast(pc.if_else(pa.array(fast_rows), numbers, None), pa.float64())
@@ -361,6 +386,13 @@ def _exact_iso(text: str) -> int:
 
 def _epoch_micros(numbers: pa.Array, unit: str) -> tuple[pa.Array, pa.Array]:
     factor = 1_000_000 // _UNIT_FACTOR[unit]
+    hexadecimal = pc.any(pc.match_substring(numbers, "x", ignore_case=True)).as_py()
+    whole = None if hexadecimal else _whole_array_cast(numbers, pa.int64())
+    if whole is not None:
+        try:
+            return pc.multiply_checked(whole, factor), _no_problems(len(numbers))
+        except pa.ArrowInvalid:  # overflow: the per-row path names the value
+            pass
     fast_rows = _matches(numbers, r"-?[0-9]{1,16}")
     fast = pc.multiply(pc.cast(pc.if_else(pa.array(fast_rows), numbers, None), pa.int64()), factor)
     slow_rows = numbers.is_valid().to_numpy(zero_copy_only=False) & ~fast_rows

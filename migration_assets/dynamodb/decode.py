@@ -121,9 +121,11 @@ class _Lines:
 
 
 def _read(text: bytes, schema: pa.Schema) -> pa.Table:
+    # blocks small enough that every core parses a part of even a single file
+    block_size = min(_BLOCK_SIZE, max(1 << 20, len(text) // 8))
     return pj.read_json(
         io.BytesIO(text),
-        read_options=pj.ReadOptions(block_size=_BLOCK_SIZE),
+        read_options=pj.ReadOptions(block_size=block_size),
         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
     )
 
@@ -217,6 +219,8 @@ def _raw_json_values(
     locate: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> dict[int, str | None] | None:
     """JSON text for values the struct cannot hold (`M`, `L`): exact, per value."""
+    if column.type.kind != "json":
+        return None
     rows = np.flatnonzero(needs_raw_value(typed, column.type).to_numpy(zero_copy_only=False))
     if not len(rows):
         return None
