@@ -34,7 +34,7 @@ OP = "_op"  # incremental: "put" or "delete"
 WRITE_MICROS = "_write_micros"  # incremental: Metadata.WriteTimestampMicros
 KEYS_ONLY = "_keys_only"  # incremental delete without an image (NEW_IMAGE view)
 PUT, DELETE = "put", "delete"
-_BLOCK_SIZE = 16 << 20
+_BLOCK_SIZE = 1 << 20  # measured: 1 MiB blocks parse fastest on 2 cores
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class _Lines:
 
 def _read(text: bytes, schema: pa.Schema) -> pa.Table:
     # blocks small enough that every core parses a part of even a single file
-    block_size = min(_BLOCK_SIZE, max(1 << 20, len(text) // 8))
+    block_size = _BLOCK_SIZE
     return pj.read_json(
         io.BytesIO(text),
         read_options=pj.ReadOptions(block_size=block_size),
