@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from .assets.aurora import build_aurora_assets
 from .assets.dynamodb_export import build_dynamodb_export
 from .assets.parquet_partitions import build_parquet_partitions
 from .partitions import daily_partitions
@@ -20,7 +21,11 @@ from .spec import MigrationSpec, load_spec
 def build_assets(spec: MigrationSpec) -> list[dg.AssetsDefinition]:
     """Every asset of the migration described by `spec`, on one daily partitioning."""
     partitions = daily_partitions(spec)
-    return [build_dynamodb_export(spec, partitions), build_parquet_partitions(spec, partitions)]
+    return [
+        build_dynamodb_export(spec, partitions),
+        build_parquet_partitions(spec, partitions),
+        *build_aurora_assets(spec, partitions),
+    ]
 
 
 def build_definitions(

@@ -1,0 +1,140 @@
+"""`aurora_temp_table` and `target_table`: the day staged in MySQL, then merged into the target."""
+
+from typing import Any, Literal
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from ..days import parse_day
+from ..mysql.ddl import SchemaConflictError, ensure_tables
+from ..mysql.load import LoadError, load_day
+from ..mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
+from ..mysql.retry import with_retries
+from ..parquet_store import read_partition
+from ..partitions import DAYS_PER_RUN
+from ..resources import MySQLResource
+from ..spec import MigrationSpec
+
+MYSQL_POOL = "mysql"  # limited in dagster_home/dagster.yaml (pools: default_limit)
+
+
+class LoadConfig(dg.Config):
+    method: Literal["auto", "local_infile", "insert"] = "auto"
+
+
+class MergeConfig(dg.Config):
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+
+
+def _per_day(context: dg.AssetExecutionContext, results: dict[str, dict[str, Any]]):
+    """One day: its metadata; a range: a summary plus an observation per day."""
+    if len(results) == 1:
+        return dg.MaterializeResult(metadata=next(iter(results.values())))
+    for day, metadata in results.items():
+        context.log_event(
+            dg.AssetObservation(asset_key=context.asset_key, partition=day, metadata=metadata)
+        )
+    return dg.MaterializeResult(
+        metadata={"days": len(results), "per_day": dg.MetadataValue.json(results)}
+    )
+
+
+def build_aurora_assets(
+    spec: MigrationSpec, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
+    policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN)
+
+    @dg.asset(
+        name="aurora_temp_table",
+        partitions_def=partitions,
+        deps=["parquet_partitions"],
+        group_name="aurora",
+        kinds={"mysql"},
+        pool=MYSQL_POOL,
+        backfill_policy=policy,
+        description=(
+            f"The day's Parquet rows staged in MySQL table `{spec.mysql.temp_table}` (primary "
+            "key `_day`, `_seq`: key-sorted, so a day loads as one append), by LOAD DATA LOCAL "
+            "INFILE or multi-row INSERTs where the server refuses it; the day is replaced "
+            "atomically."
+        ),
+    )
+    def aurora_temp_table(
+        context: dg.AssetExecutionContext, config: LoadConfig, s3: S3Resource, mysql: MySQLResource
+    ) -> dg.MaterializeResult:
+        client = s3.get_client()
+        results = {}
+        for key in context.partition_keys:
+            day = parse_day(key)
+            table = read_partition(client, spec, day)
+
+            def load(day=day, table=table):
+                with mysql.connect() as conn:
+                    ensure_tables(conn, spec)
+                    return load_day(conn, spec, day, table, config.method)
+
+            try:
+                loaded = with_retries(load, log=context.log.warning)
+            except (SchemaConflictError, LoadError) as exc:
+                raise dg.Failure(description=str(exc)) from None
+            results[key] = {
+                "rows_loaded": loaded.rows,
+                "rows_replaced": loaded.deleted_before,
+                "method": loaded.method,
+                "seconds": round(loaded.seconds, 3),
+                "rows_per_second": round(loaded.rows / loaded.seconds) if loaded.seconds else 0,
+            }
+        return _per_day(context, results)
+
+    @dg.asset(
+        name="target_table",
+        partitions_def=partitions,
+        deps=["aurora_temp_table"],
+        group_name="aurora",
+        kinds={"mysql"},
+        pool=MYSQL_POOL,
+        backfill_policy=policy,
+        description=(
+            f"The day merged into `{spec.mysql.target_table}` by ({', '.join(spec.mysql.key)}) "
+            f"in `{spec.mysql.mode}` mode, deletes per `{spec.mysql.on_delete}`, in chunks of "
+            "`chunk_rows` staged rows, each its own short transaction."
+        ),
+    )
+    def target_table(
+        context: dg.AssetExecutionContext, config: MergeConfig, mysql: MySQLResource
+    ) -> dg.MaterializeResult:
+        results = {}
+        for key in context.partition_keys:
+            day = parse_day(key)
+
+            def merge(day=day):
+                with mysql.connect() as conn:
+                    ensure_tables(conn, spec)
+                    return merge_day(conn, spec, day, chunk_rows=config.chunk_rows)
+
+            try:
+                merged = with_retries(merge, log=context.log.warning)
+            except SchemaConflictError as exc:
+                raise dg.Failure(description=str(exc)) from None
+            if merged.unmatched:
+                context.log.warning(
+                    f"{key}: {merged.unmatched} staged rows match no target row; kept in "
+                    f"`{spec.mysql.temp_table}_unmatched`"
+                )
+            results[key] = {
+                "rows_staged": merged.staged,
+                "inserted": merged.inserted,
+                "updated": merged.updated,
+                "deleted": merged.deleted,
+                "deletes_ignored": merged.deletes_ignored,
+                "unmatched": merged.unmatched,
+                "chunks": merged.chunks,
+                "longest_chunk_seconds": round(max(merged.per_chunk, default=0.0), 3),
+                "seconds": round(merged.seconds, 3),
+                "rows_per_second": round(merged.staged / merged.seconds) if merged.seconds else 0,
+                "mode": merged.mode,
+                "on_delete": merged.on_delete,
+            }
+        return _per_day(context, results)
+
+    return [aurora_temp_table, target_table]

@@ -1,0 +1,203 @@
+"""Load one day's Parquet rows into the staging table (no Dagster here).
+
+Fast path: the Arrow table is turned into MySQL's tab-separated load format by Arrow kernels
+(no Python loop per row), written to a local file and sent with `LOAD DATA LOCAL INFILE` in
+the order of the staging table's primary key (`_day`, `_seq`), so InnoDB appends. Servers that
+refuse LOCAL INFILE get multi-row INSERTs instead. The day's old rows are deleted in the same
+transaction, so readers see the old day or the new one, never a mix; a failure rolls back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pymysql
+
+from ..dynamodb.changes import CHANGE
+from ..identifiers import quote_identifier as q
+from ..identifiers import quote_identifiers
+from ..spec import MigrationSpec
+from .ddl import DAY, SEQ
+
+LoadMethod = Literal["auto", "local_infile", "insert"]
+_LOCAL_INFILE_REFUSED = {1148, 2068, 3948}  # not allowed / rejected / disabled
+_INSERT_BATCH = 5_000
+
+
+class LoadError(RuntimeError):
+    """The server reported a problem with loaded values (a warning under LOCAL is an error)."""
+
+
+@dataclass
+class LoadResult:
+    day: dt.date
+    rows: int
+    deleted_before: int
+    method: str
+    seconds: float
+
+
+def _text(values: pa.Array, kind: str) -> pa.Array:
+    """One column as load-format text: escaped, NULL as \\N."""
+    if kind == "boolean":
+        text = pc.if_else(values, "1", "0")
+    elif kind == "datetime":
+        naive = pc.cast(values, pa.timestamp(values.type.unit))  # UTC wall clock
+        text = pc.cast(naive, pa.string())
+    elif kind in ("varbinary", "blob"):
+        text = pa.array(
+            [None if v is None else v.hex() for v in values.to_pylist()], pa.string()
+        )  # one C call per value; sent as hex and UNHEX()ed by the server
+    else:
+        text = pc.cast(values, pa.string())
+        if kind in ("varchar", "text", "json"):
+            for raw, escaped in (
+                ("\\", "\\\\"),
+                ("\t", "\\t"),
+                ("\n", "\\n"),
+                ("\r", "\\r"),
+                ("\x00", "\\0"),
+            ):
+                text = pc.replace_substring(text, raw, escaped)
+    return pc.fill_null(text, "\\N")
+
+
+def tsv_chunks(table: pa.Table, spec: MigrationSpec, first_seq: int = 1) -> Iterator[bytes]:
+    """The rows as LOAD DATA text (`_seq`, `_change`, spec columns), in bounded chunks."""
+    for offset in range(0, table.num_rows, 250_000):
+        part = table.slice(offset, 250_000)
+        seq = pa.array(range(first_seq + offset, first_seq + offset + part.num_rows), pa.int64())
+        columns = [pc.cast(seq, pa.string()), part.column(CHANGE).combine_chunks()]
+        for column in spec.columns:
+            columns.append(_text(part.column(column.column).combine_chunks(), column.type.kind))
+        lines = pc.binary_join_element_wise(*columns, "\t")
+        lines = pc.binary_join_element_wise(lines, "", "\n")
+        if lines.null_count:  # pragma: no cover - every field is filled (NULL is \N)
+            raise ValueError("a load line is null")
+        _, offsets, data = lines.buffers()
+        bounds = np.frombuffer(offsets, dtype=np.int32)[
+            lines.offset : lines.offset + len(lines) + 1
+        ]
+        yield memoryview(data)[int(bounds[0]) : int(bounds[-1])].tobytes()
+
+
+def _load_columns(spec: MigrationSpec) -> tuple[str, str]:
+    """The LOAD DATA column list and SET clause (binary columns arrive as hex)."""
+    names, sets = [q(SEQ), q(CHANGE)], []
+    for column in spec.columns:
+        if column.type.kind in ("varbinary", "blob"):
+            variable = f"@hex_{len(sets)}"
+            names.append(variable)
+            sets.append(f"{q(column.column)} = UNHEX({variable})")
+        else:
+            names.append(q(column.column))
+    return ", ".join(names), ", ".join([f"{q(DAY)} = %s", *sets])
+
+
+def _check_warnings(cur: Any, table: str) -> None:
+    cur.execute("SHOW WARNINGS LIMIT 5")
+    warnings = cur.fetchall()
+    if warnings:
+        details = "; ".join(f"{level} {code}: {message}" for level, code, message in warnings)
+        raise LoadError(f"loading {table!r} produced warnings, so values were changed: {details}")
+
+
+def _load_local_infile(cur: Any, spec: MigrationSpec, day: dt.date, table: pa.Table) -> None:
+    columns, sets = _load_columns(spec)
+    handle, path = tempfile.mkstemp(prefix="load-", suffix=".tsv")
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            for chunk in tsv_chunks(table, spec):
+                sink.write(chunk)
+        cur.execute(
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE {q(spec.mysql.temp_table)} "
+            "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
+            f"LINES TERMINATED BY '\\n' ({columns}) SET {sets}",
+            (path, day),
+        )
+        loaded = cur.rowcount
+    finally:
+        os.unlink(path)
+    _check_warnings(cur, spec.mysql.temp_table)
+    if loaded != table.num_rows:
+        raise LoadError(f"LOAD DATA stored {loaded} of {table.num_rows} rows")
+
+
+def _python_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def _load_insert(cur: Any, spec: MigrationSpec, day: dt.date, table: pa.Table) -> None:
+    names = [DAY, SEQ, CHANGE, *(c.column for c in spec.columns)]
+    sql = (
+        f"INSERT INTO {q(spec.mysql.temp_table)} ({quote_identifiers(names)}) "
+        f"VALUES ({', '.join(['%s'] * len(names))})"
+    )
+    spec_names = [c.column for c in spec.columns]
+    for offset in range(0, table.num_rows, _INSERT_BATCH):
+        part = table.slice(offset, _INSERT_BATCH)
+        columns = [part.column(name).to_pylist() for name in [CHANGE, *spec_names]]
+        rows = [
+            (day, offset + index + 1, *(_python_value(v) for v in values))
+            for index, values in enumerate(zip(*columns, strict=True))
+        ]
+        cur.executemany(sql, rows)
+
+
+def load_day(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    table: pa.Table,
+    method: LoadMethod = "auto",
+    clock: Callable[[], float] | None = None,
+) -> LoadResult:
+    """Replace the staging table's rows of `day` with `table` (key-sorted), atomically."""
+    import time
+
+    clock = clock or time.perf_counter
+    started = clock()
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cur.execute(f"DELETE FROM {q(spec.mysql.temp_table)} WHERE {q(DAY)} = %s", (day,))
+        deleted = cur.rowcount
+        used = method
+        if method in ("auto", "local_infile"):
+            try:
+                _load_local_infile(cur, spec, day, table)
+                used = "local_infile"
+            except pymysql.err.MySQLError as exc:
+                code = exc.args[0] if exc.args else None
+                if method == "local_infile" or code not in _LOCAL_INFILE_REFUSED:
+                    conn.rollback()
+                    raise
+                used = "insert"
+        if used == "insert":
+            _load_insert(cur, spec, day, table)
+    conn.commit()
+    return LoadResult(day, table.num_rows, deleted, used, clock() - started)
+
+
+def clean_days(conn: Any, spec: MigrationSpec, before: dt.date, batch: int = 50_000) -> int:
+    """Delete staging rows of days before `before` in small batches (finished days)."""
+    total = 0
+    with conn.cursor() as cur:
+        while True:
+            cur.execute(
+                f"DELETE FROM {q(spec.mysql.temp_table)} WHERE {q(DAY)} < %s LIMIT {int(batch)}",
+                (before,),
+            )
+            conn.commit()
+            total += cur.rowcount
+            if cur.rowcount < batch:
+                return total

@@ -1,0 +1,296 @@
+"""Staging load and composite-key merge against a real MariaDB server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from decimal import Decimal
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+import yaml
+from dagster_aws.s3 import S3Resource
+
+from migration_assets.definitions import build_assets
+from migration_assets.devstack.seed import seed
+from migration_assets.mysql.connection import connection
+from migration_assets.mysql.ddl import (
+    SchemaConflictError,
+    ensure_tables,
+    primary_key,
+    table_columns,
+)
+from migration_assets.mysql.load import load_day
+from migration_assets.mysql.merge import merge_day
+from migration_assets.parquet_store import partition_schema, read_manifest
+from migration_assets.resources import DynamoDBResource, MySQLResource
+from migration_assets.spec import EXAMPLE_SPEC, parse_spec
+
+UTC = dt.UTC
+DAY, OTHER = dt.date(2024, 3, 1), dt.date(2024, 3, 2)
+
+
+def orders_spec(**mysql_overrides):
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data.pop("legacy_copy")
+    data["mysql"].update(mysql_overrides)
+    return parse_spec(data)
+
+
+def row(customer, order, second=0, tier="gold", change="put", day=DAY, **extra):
+    values = {
+        "customer_id": customer,
+        "order_id": order,
+        "created_at": dt.datetime.combine(day, dt.time(), UTC) + dt.timedelta(seconds=second),
+        "amount": Decimal("12.3400"),
+        "loyalty_tier": tier,
+        "attrs": '{"k":[1,"x"]}',
+        "_change": change,
+    }
+    values.update(extra)
+    return values
+
+
+def day_table(spec, rows):
+    table = pa.Table.from_pylist(rows, schema=partition_schema(spec))
+    return table.sort_by([(k, "ascending") for k in spec.mysql.key])
+
+
+def fetch(settings, sql, params=()):
+    with connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def target_rows(settings, spec):
+    names = ", ".join(f"`{c.column}`" for c in spec.columns)
+    rows = fetch(settings, f"SELECT {names} FROM `{spec.mysql.target_table}` ORDER BY 1, 2, 3")
+    return [tuple(r) for r in rows]
+
+
+def test_tables_follow_the_spec(mysql_db):
+    spec = orders_spec()
+    with connection(mysql_db) as conn:
+        ensure_tables(conn, spec)
+        target = table_columns(conn, "orders")
+        assert primary_key(conn, "orders") == ["customer_id", "order_id", "created_at"]
+        assert primary_key(conn, "orders_stage") == ["_day", "_seq"]
+    assert target["customer_id"].data_type == "bigint" and not target["customer_id"].nullable
+    assert target["amount"].column_type == "decimal(18,4)"
+    indexes = fetch(mysql_db, "SHOW INDEX FROM `orders` WHERE Column_name = 'created_at'")
+    assert any(index[2] != "PRIMARY" for index in indexes)  # an index on the event time
+
+
+def test_a_conflicting_target_is_refused_and_left_alone(mysql_db):
+    spec = orders_spec()
+    legacy_shape = (
+        "CREATE TABLE `orders` (`id` INT NOT NULL AUTO_INCREMENT, `customer_id` INT NOT NULL,"
+        " `order_id` BIGINT NOT NULL, `created_at` DATETIME NOT NULL, `amount` DECIMAL(10,2),"
+        " `loyalty_tier` VARCHAR(32), PRIMARY KEY (`id`))"
+    )
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute(legacy_shape)
+        cur.execute("SHOW CREATE TABLE `orders`")
+        before = cur.fetchone()[1]
+        with pytest.raises(SchemaConflictError) as err:
+            ensure_tables(conn, spec)
+        cur.execute("SHOW CREATE TABLE `orders`")
+        assert cur.fetchone()[1] == before  # never altered
+    message = str(err.value)
+    assert "'customer_id' is int" in message and "must be BIGINT" in message
+    assert "'attrs' is missing" in message
+    assert "decimal(10,2)" in message
+    assert "primary key is (id)" in message
+
+
+@pytest.mark.parametrize("method", ["local_infile", "insert"])
+def test_load_round_trips_and_replaces_exactly_one_day(mysql_db, method):
+    spec = orders_spec()
+    tricky = 'a\tb\nc\\d\re"f" é✓'  # fits varchar(32)
+    first = day_table(
+        spec,
+        [
+            row(2**63 - 1, 1, 86_399, tier=tricky, attrs='{"s":"a\\tb","n":1.50}'),
+            row(1, 2, 0, tier=None, amount=None, attrs=None),
+            row(1, 3, 5, change="delete"),
+        ],
+    )
+    other = day_table(spec, [row(7, 7, 7, day=OTHER)])
+    with connection(mysql_db) as conn:
+        ensure_tables(conn, spec)
+        assert load_day(conn, spec, OTHER, other, method).rows == 1
+        result = load_day(conn, spec, DAY, first, method)
+    assert result.method == method and result.rows == 3
+    staged = fetch(
+        mysql_db,
+        "SELECT _seq, _change, customer_id, order_id, created_at, amount, loyalty_tier, attrs"
+        " FROM orders_stage WHERE _day = %s ORDER BY _seq",
+        (DAY,),
+    )
+    assert [r[:4] for r in staged] == [
+        (1, "put", 1, 2),
+        (2, "delete", 1, 3),
+        (3, "put", 2**63 - 1, 1),
+    ]
+    assert staged[2][4] == dt.datetime(2024, 3, 1, 23, 59, 59)  # UTC wall clock
+    assert staged[2][5] == Decimal("12.3400") and staged[2][6] == tricky
+    assert json.loads(staged[2][7]) == {"s": "a\tb", "n": 1.5}
+    assert staged[0][5] is None and staged[0][6] is None and staged[0][7] is None
+
+    with connection(mysql_db) as conn:
+        replaced = load_day(conn, spec, DAY, day_table(spec, [row(9, 9)]), method)
+    assert replaced.deleted_before == 3
+    assert fetch(mysql_db, "SELECT customer_id FROM orders_stage WHERE _day = %s", (DAY,)) == (
+        (9,),
+    )
+    assert fetch(mysql_db, "SELECT COUNT(*) FROM orders_stage WHERE _day = %s", (OTHER,)) == ((1,),)
+
+
+def test_two_days_load_concurrently(mysql_db):
+    spec = orders_spec()
+    with connection(mysql_db) as conn:
+        ensure_tables(conn, spec)
+    tables = {
+        day: day_table(spec, [row(c, c, c % 86_400, day=day) for c in range(1, 20_001)])
+        for day in (DAY, OTHER)
+    }
+    errors = []
+
+    def load(day):
+        try:
+            with connection(mysql_db) as conn:
+                load_day(conn, spec, day, tables[day])
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(day,)) for day in tables]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    counts = fetch(mysql_db, "SELECT _day, COUNT(*) FROM orders_stage GROUP BY _day ORDER BY 1")
+    assert counts == ((DAY, 20_000), (OTHER, 20_000))
+
+
+def _staged_day(spec):
+    return day_table(
+        spec,
+        [
+            row(1, 1, 10, tier="platinum"),  # matches an existing row: updated
+            row(1, 2, 20, tier="silver"),  # new
+            row(2, 1, 30, change="delete"),  # matches: deleted / nulled
+            row(3, 3, 40, change="delete"),  # matches nothing
+            row(4, 4, 50, tier="new"),
+        ],
+    )
+
+
+def _existing(mysql_db, spec):
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        ensure_tables(conn, spec)
+        cur.executemany(
+            "INSERT INTO orders (customer_id, order_id, created_at, amount, loyalty_tier, attrs)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (1, 1, dt.datetime(2024, 3, 1, 0, 0, 10), Decimal("99.0000"), "bronze", None),
+                (2, 1, dt.datetime(2024, 3, 1, 0, 0, 30), Decimal("5.0000"), "gold", None),
+                (8, 8, dt.datetime(2024, 3, 1, 0, 0, 50), Decimal("1.0000"), "keep", None),
+            ],
+        )
+        conn.commit()
+        load_day(conn, spec, DAY, _staged_day(spec))
+
+
+def test_upsert_merge_with_deletes_is_idempotent(mysql_db):
+    spec = orders_spec()  # upsert, delete_row
+    _existing(mysql_db, spec)
+    with connection(mysql_db) as conn:
+        result = merge_day(conn, spec, DAY, chunk_rows=2)
+    assert (result.inserted, result.updated, result.deleted, result.chunks) == (2, 1, 1, 3)
+    rows = target_rows(mysql_db, spec)
+    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [
+        (1, 1, Decimal("99.0000"), "platinum"),  # only update_columns change on a match
+        (1, 2, Decimal("12.3400"), "silver"),
+        (4, 4, Decimal("12.3400"), "new"),
+        (8, 8, Decimal("1.0000"), "keep"),
+    ]
+    with connection(mysql_db) as conn:
+        again = merge_day(conn, spec, DAY, chunk_rows=2)
+    assert target_rows(mysql_db, spec) == rows
+    assert (again.inserted, again.updated, again.deleted) == (0, 3, 0)
+
+
+def test_update_only_keeps_unmatched_rows_and_nulls_deleted_columns(mysql_db):
+    spec = orders_spec(mode="update_only", on_delete="null_columns")
+    _existing(mysql_db, spec)
+    with connection(mysql_db) as conn:
+        result = merge_day(conn, spec, DAY, chunk_rows=10)
+        again = merge_day(conn, spec, DAY, chunk_rows=10)
+    assert (result.inserted, result.updated, result.unmatched, result.deleted) == (0, 1, 2, 1)
+    assert again.unmatched == 2  # recorded once per day, not once per run
+    rows = {(r[0], r[1]): r[4] for r in target_rows(mysql_db, spec)}
+    assert rows == {(1, 1): "platinum", (2, 1): None, (8, 8): "keep"}
+    kept = fetch(mysql_db, "SELECT customer_id, order_id FROM orders_stage_unmatched ORDER BY 1")
+    assert kept == ((1, 2), (4, 4))
+
+
+def test_ignore_deletes_counts_them(mysql_db):
+    spec = orders_spec(on_delete="ignore")
+    _existing(mysql_db, spec)
+    with connection(mysql_db) as conn:
+        result = merge_day(conn, spec, DAY)
+    assert result.deletes_ignored == 2 and result.deleted == 0
+    assert (2, 1) in {(r[0], r[1]) for r in target_rows(mysql_db, spec)}
+
+
+def test_a_merge_interrupted_between_chunks_finishes_on_rerun(mysql_db):
+    spec = orders_spec()
+    _existing(mysql_db, spec)
+
+    def crash(chunk):
+        if chunk == 1:
+            raise RuntimeError("injected crash after the first chunk")
+
+    with connection(mysql_db) as conn, pytest.raises(RuntimeError, match="injected"):
+        merge_day(conn, spec, DAY, chunk_rows=2, after_chunk=crash)
+    half = target_rows(mysql_db, spec)
+    with connection(mysql_db) as conn:
+        merge_day(conn, spec, DAY, chunk_rows=2)
+    finished = target_rows(mysql_db, spec)
+    assert half != finished
+    assert [(r[0], r[1], r[4]) for r in finished] == [
+        (1, 1, "platinum"),
+        (1, 2, "silver"),
+        (4, 4, "new"),
+        (8, 8, "keep"),
+    ]
+
+
+def test_assets_from_export_to_target(spec, stack, mysql_db, s3_client, dynamodb_client):
+    seed(
+        spec,
+        s3=s3_client,
+        dynamodb=dynamodb_client,
+        mysql=None,
+        days=[dt.date(2023, 1, 1)],
+        items_per_day=400,
+    )
+    resources = {
+        "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
+        "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
+        "mysql": MySQLResource(url=mysql_db.url),
+    }
+    assets = [a for a in build_assets(spec) if a.key.path != ["bigint_table_copy"]]
+    result = dg.materialize(assets, partition_key="2023-01-01", resources=resources)
+    assert result.success
+    manifest = read_manifest(s3_client, spec, dt.date(2023, 1, 1))
+    staged = result.asset_materializations_for_node("aurora_temp_table")[0].metadata
+    merged = result.asset_materializations_for_node("target_table")[0].metadata
+    assert staged["rows_loaded"].value == manifest.rows + manifest.deletes
+    assert staged["method"].value == "local_infile"
+    assert merged["inserted"].value == manifest.rows
+    count = fetch(mysql_db, "SELECT COUNT(*) FROM orders")[0][0]
+    assert count == manifest.rows
