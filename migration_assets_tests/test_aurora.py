@@ -294,3 +294,42 @@ def test_assets_from_export_to_target(spec, stack, mysql_db, s3_client, dynamodb
     assert merged["inserted"].value == manifest.rows
     count = fetch(mysql_db, "SELECT COUNT(*) FROM orders")[0][0]
     assert count == manifest.rows
+
+
+def test_lock_wait_timeouts_are_retried_and_other_errors_are_not(mysql_db):
+    from migration_assets.mysql.retry import with_retries
+
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        cur.execute("INSERT INTO t VALUES (1, 0)")
+        conn.commit()
+    holder = connection(mysql_db)
+    blocker = holder.__enter__()
+    with blocker.cursor() as cur:
+        cur.execute("UPDATE t SET v = 1 WHERE id = 1")  # holds the row lock, uncommitted
+    attempts = []
+
+    def update():
+        attempts.append(1)
+        with connection(mysql_db) as conn, conn.cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            cur.execute("UPDATE t SET v = 2 WHERE id = 1")
+            conn.commit()
+
+    def release(_pause):
+        blocker.commit()  # the lock goes away while the work waits to retry
+
+    with_retries(update, sleep=release, base_s=0.01)
+    holder.__exit__(None, None, None)
+    assert len(attempts) == 2
+    assert fetch(mysql_db, "SELECT v FROM t") == ((2,),)
+
+    def broken():
+        attempts.append(1)
+        with connection(mysql_db) as conn, conn.cursor() as cur:
+            cur.execute("SELECT * FROM no_such_table")
+
+    attempts.clear()
+    with pytest.raises(Exception, match="no_such_table"):
+        with_retries(broken, sleep=lambda _: None)
+    assert len(attempts) == 1  # not transient: no retry
