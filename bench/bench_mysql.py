@@ -38,7 +38,7 @@ from migration_assets.mysql.connection import (
 )
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.load import load_day, tsv_chunks
-from migration_assets.mysql.merge import merge_day
+from migration_assets.mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
 from migration_assets.parquet_store import partition_schema
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 
@@ -168,7 +168,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--chunk-rows", type=int, default=50_000)
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     server = None

@@ -333,3 +333,13 @@ def test_lock_wait_timeouts_are_retried_and_other_errors_are_not(mysql_db):
     with pytest.raises(Exception, match="no_such_table"):
         with_retries(broken, sleep=lambda _: None)
     assert len(attempts) == 1  # not transient: no retry
+
+
+def test_a_failed_load_statement_does_not_hang_the_pipe_writer(mysql_db):
+    spec = orders_spec()
+    with connection(mysql_db) as conn:
+        ensure_tables(conn, spec)
+        with conn.cursor() as cur:  # a column the loader names is gone: the server refuses
+            cur.execute("ALTER TABLE orders_stage DROP COLUMN attrs")
+        with pytest.raises(Exception, match="attrs"):
+            load_day(conn, spec, DAY, day_table(spec, [row(1, 1)]), "local_infile")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote, urlsplit
 
 import pymysql
+import pymysql.constants
 import pymysql.cursors
 
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -117,7 +118,8 @@ def open_connection(settings: MySQLSettings, *, database: bool = True) -> pymysq
 
     UTC session time zone, so DATETIME values and per-second buckets never shift;
     `local_infile` so bulk loads can stream from the client; autocommit off, so every
-    write is an explicit transaction.
+    write is an explicit transaction; FOUND_ROWS, so an UPDATE reports the rows it matched
+    (not only those it changed) and the merge can count without extra queries.
     """
     try:
         return pymysql.connect(
@@ -129,6 +131,7 @@ def open_connection(settings: MySQLSettings, *, database: bool = True) -> pymysq
             charset="utf8mb4",
             local_infile=True,
             autocommit=False,
+            client_flag=pymysql.constants.CLIENT.FOUND_ROWS,
             connect_timeout=settings.connect_timeout_s,
             read_timeout=settings.read_timeout_s,
             init_command="SET time_zone = '+00:00'",

@@ -3,7 +3,8 @@
 The staging (temp) table holds many days at once: `_day` first in its primary key, then
 `_seq`, the row's position in the day's key-sorted Parquet, so a day loads as one sequential
 append, is replaced or cleaned with one range delete, and merges in bounded `_seq` chunks.
-A unique key on (`_day`, mysql.key) keeps one row per key and day. The target has the
+One row per key and day is guaranteed upstream (parquet_partitions sets key collisions
+aside); a unique key here would cost a second index on every load. The target has the
 spec's composite primary key, BIGINT ids and an index on the event-time column. An
 existing target is compared with the spec and never altered: conflicts are listed.
 """
@@ -48,8 +49,6 @@ def temp_table_ddl(spec: MigrationSpec) -> str:
                 f"{q(CHANGE)} ENUM('put','delete') NOT NULL",
                 *columns,
                 f"PRIMARY KEY ({q(DAY)}, {q(SEQ)})",
-                f"UNIQUE KEY `one_row_per_key` ({q(DAY)}, {quote_identifiers(spec.mysql.key)})",
-                _event_index(spec),
             ]
         )
         + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
@@ -171,12 +170,27 @@ def target_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
     return [f"table {table!r}: {p}" for p in problems]
 
 
+def staging_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
+    """An existing staging table made for another spec (it holds only reloadable data)."""
+    columns = table_columns(conn, spec.mysql.temp_table)
+    if not columns:
+        return []
+    wanted = [DAY, SEQ, CHANGE, *(c.column for c in spec.columns)]
+    missing = [name for name in wanted if name not in columns]
+    if not missing:
+        return []
+    return [
+        f"staging table {spec.mysql.temp_table!r} lacks {', '.join(missing)}; it was made for "
+        "another spec: drop it (it only holds staged days, which reload from Parquet)"
+    ]
+
+
 def ensure_tables(conn: Any, spec: MigrationSpec) -> None:
-    """Create missing tables; refuse (never alter) a target that conflicts with the spec."""
-    problems = target_conflicts(conn, spec)
+    """Create missing tables; refuse (never alter) tables that conflict with the spec."""
+    problems = target_conflicts(conn, spec) + staging_conflicts(conn, spec)
     if problems:
         raise SchemaConflictError(
-            "the existing target table conflicts with the spec and is left unchanged:\n  "
+            "existing tables conflict with the spec and are left unchanged:\n  "
             + "\n  ".join(problems)
         )
     with conn.cursor() as cur:

@@ -9,9 +9,11 @@ transaction, so readers see the old day or the new one, never a mix; a failure r
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -110,13 +112,37 @@ def _check_warnings(cur: Any, table: str) -> None:
         raise LoadError(f"loading {table!r} produced warnings, so values were changed: {details}")
 
 
-def _load_local_infile(cur: Any, spec: MigrationSpec, day: dt.date, table: pa.Table) -> None:
-    columns, sets = _load_columns(spec)
-    handle, path = tempfile.mkstemp(prefix="load-", suffix=".tsv")
+def _feed_pipe(path: str, chunks: Iterator[bytes], errors: list[BaseException]) -> None:
+    """Write the load text into the named pipe as the server reads it (runs in a thread)."""
     try:
-        with os.fdopen(handle, "wb") as sink:
-            for chunk in tsv_chunks(table, spec):
-                sink.write(chunk)
+        with open(path, "wb", buffering=0) as pipe:
+            for chunk in chunks:
+                pipe.write(chunk)
+    except BrokenPipeError:
+        pass  # the reader went away: the LOAD statement failed and reports why
+    except BaseException as exc:  # surfaced by the caller after the statement
+        errors.append(exc)
+
+
+def _unblock_writer(path: str) -> None:
+    """Open the pipe's read end once, so a writer still waiting in open() can finish."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+
+
+def _load_local_infile(cur: Any, spec: MigrationSpec, day: dt.date, table: pa.Table) -> None:
+    """Stream the day through a named pipe: Arrow formats the next rows while the server
+    inserts the previous ones, and no copy of the day lands on local disk."""
+    columns, sets = _load_columns(spec)
+    folder = tempfile.mkdtemp(prefix="load-")
+    path = os.path.join(folder, "day.tsv")
+    os.mkfifo(path, 0o600)
+    errors: list[BaseException] = []
+    writer = threading.Thread(
+        target=_feed_pipe, args=(path, tsv_chunks(table, spec), errors), daemon=True
+    )
+    writer.start()
+    try:
         cur.execute(
             f"LOAD DATA LOCAL INFILE %s INTO TABLE {q(spec.mysql.temp_table)} "
             "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
@@ -125,7 +151,13 @@ def _load_local_infile(cur: Any, spec: MigrationSpec, day: dt.date, table: pa.Ta
         )
         loaded = cur.rowcount
     finally:
+        if writer.is_alive():
+            _unblock_writer(path)
+        writer.join(timeout=60)
         os.unlink(path)
+        os.rmdir(folder)
+    if errors:
+        raise errors[0]
     _check_warnings(cur, spec.mysql.temp_table)
     if loaded != table.num_rows:
         raise LoadError(f"LOAD DATA stored {loaded} of {table.num_rows} rows")
