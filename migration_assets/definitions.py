@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from .assets.aurora import build_aurora_assets
+from .assets.aurora import build_aurora_assets, build_clean_staging_job
 from .assets.dynamodb_export import build_dynamodb_export
 from .assets.parquet_partitions import build_parquet_partitions
 from .partitions import daily_partitions
@@ -33,6 +33,7 @@ def build_definitions(
 ) -> dg.Definitions:
     return dg.Definitions(
         assets=build_assets(spec),
+        jobs=[build_clean_staging_job(spec)],
         resources=resources or default_resources(),
         executor=dg.in_process_executor,
     )

@@ -343,3 +343,18 @@ def test_a_failed_load_statement_does_not_hang_the_pipe_writer(mysql_db):
             cur.execute("ALTER TABLE orders_stage DROP COLUMN attrs")
         with pytest.raises(Exception, match="attrs"):
             load_day(conn, spec, DAY, day_table(spec, [row(1, 1)]), "local_infile")
+
+
+def test_clean_staging_job_drops_only_old_days(mysql_db):
+    from migration_assets.assets.aurora import build_clean_staging_job
+
+    spec = orders_spec()
+    recent = dt.datetime.now(UTC).date()
+    with connection(mysql_db) as conn:
+        ensure_tables(conn, spec)
+        load_day(conn, spec, DAY, day_table(spec, [row(1, 1), row(2, 2)]))
+        load_day(conn, spec, recent, day_table(spec, [row(3, 3, day=recent)]))
+    job = build_clean_staging_job(spec)
+    result = job.execute_in_process(resources={"mysql": MySQLResource(url=mysql_db.url)})
+    assert result.success and result.output_for_node("clean_staging_days") == 2
+    assert fetch(mysql_db, "SELECT _day FROM orders_stage") == ((recent,),)

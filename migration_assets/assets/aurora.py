@@ -1,5 +1,6 @@
 """`aurora_temp_table` and `target_table`: the day staged in MySQL, then merged into the target."""
 
+import datetime as dt
 from typing import Any, Literal
 
 import dagster as dg
@@ -7,7 +8,7 @@ from dagster_aws.s3 import S3Resource
 
 from ..days import parse_day
 from ..mysql.ddl import SchemaConflictError, ensure_tables
-from ..mysql.load import LoadError, load_day
+from ..mysql.load import LoadError, clean_days, load_day
 from ..mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
 from ..mysql.retry import with_retries
 from ..parquet_store import read_partition
@@ -138,3 +139,27 @@ def build_aurora_assets(
         return _per_day(context, results)
 
     return [aurora_temp_table, target_table]
+
+
+class CleanStagingConfig(dg.Config):
+    keep_days: int = 7  # staged days younger than this stay (re-checks and re-merges read them)
+
+
+def build_clean_staging_job(spec: MigrationSpec) -> dg.JobDefinition:
+    """Delete staged days older than `keep_days` in small batches (staging never grows)."""
+
+    @dg.op(pool=MYSQL_POOL, name="clean_staging_days")
+    def clean_staging_days(
+        context: dg.OpExecutionContext, config: CleanStagingConfig, mysql: MySQLResource
+    ) -> int:
+        before = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=config.keep_days)
+        with mysql.connect() as conn:
+            deleted = clean_days(conn, spec, before)
+        context.log.info(f"deleted {deleted} staged rows of days before {before}")
+        return deleted
+
+    @dg.job(name="clean_staging", description=clean_staging_days.__doc__)
+    def clean_staging():
+        clean_staging_days()
+
+    return clean_staging
