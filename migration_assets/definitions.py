@@ -13,15 +13,17 @@ import dagster as dg
 from .assets.aurora import build_aurora_assets, build_clean_staging_job
 from .assets.dynamodb_export import build_dynamodb_export
 from .assets.parquet_partitions import build_parquet_partitions
+from .checks import build_checks
 from .partitions import daily_partitions
 from .resources import default_resources
 from .spec import MigrationSpec, load_spec
 
 
-def build_assets(spec: MigrationSpec) -> list[dg.AssetsDefinition]:
-    """Every asset of the migration described by `spec`, on one daily partitioning."""
+def build_assets(spec: MigrationSpec) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
+    """Every asset and check of the migration described by `spec`, on one daily partitioning."""
     partitions = daily_partitions(spec)
     return [
+        *build_checks(spec, partitions),
         build_dynamodb_export(spec, partitions),
         build_parquet_partitions(spec, partitions),
         *build_aurora_assets(spec, partitions),

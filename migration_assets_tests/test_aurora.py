@@ -13,7 +13,6 @@ import pytest
 import yaml
 from dagster_aws.s3 import S3Resource
 
-from migration_assets.definitions import build_assets
 from migration_assets.devstack.seed import seed
 from migration_assets.mysql.connection import connection
 from migration_assets.mysql.ddl import (
@@ -27,6 +26,7 @@ from migration_assets.mysql.merge import merge_day
 from migration_assets.parquet_store import partition_schema, read_manifest
 from migration_assets.resources import DynamoDBResource, MySQLResource
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
+from migration_assets_tests.helpers import assets_named
 
 UTC = dt.UTC
 DAY, OTHER = dt.date(2024, 3, 1), dt.date(2024, 3, 2)
@@ -283,7 +283,14 @@ def test_assets_from_export_to_target(spec, stack, mysql_db, s3_client, dynamodb
         "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
         "mysql": MySQLResource(url=mysql_db.url),
     }
-    assets = [a for a in build_assets(spec) if a.key.path != ["bigint_table_copy"]]
+    assets = assets_named(
+        spec,
+        "dynamodb_export",
+        "parquet_partitions",
+        "aurora_temp_table",
+        "target_table",
+        with_checks=True,
+    )
     result = dg.materialize(assets, partition_key="2023-01-01", resources=resources)
     assert result.success
     manifest = read_manifest(s3_client, spec, dt.date(2023, 1, 1))
@@ -294,6 +301,65 @@ def test_assets_from_export_to_target(spec, stack, mysql_db, s3_client, dynamodb
     assert merged["inserted"].value == manifest.rows
     count = fetch(mysql_db, "SELECT COUNT(*) FROM orders")[0][0]
     assert count == manifest.rows
+    evaluations = result.get_asset_check_evaluations()
+    assert sorted((e.asset_key.to_user_string(), e.check_name, e.passed) for e in evaluations) == [
+        ("aurora_temp_table", "bigint_id_schema", True),
+        ("aurora_temp_table", "per_second_count_parity", True),
+        ("target_table", "bigint_id_schema", True),
+        ("target_table", "per_second_count_parity", True),
+    ]
+    parity = next(
+        e
+        for e in evaluations
+        if e.asset_key.path == ["target_table"] and e.check_name == "per_second_count_parity"
+    )
+    assert parity.metadata["observed_rows"].value == manifest.rows
+
+    # a row goes missing from the target: re-verify the day with the check alone
+    lost = fetch(mysql_db, "SELECT customer_id, order_id, created_at FROM orders LIMIT 1")[0]
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM orders WHERE customer_id = %s AND order_id = %s AND created_at = %s", lost
+        )
+        conn.commit()
+    recheck = dg.materialize(
+        assets,
+        selection=dg.AssetSelection.checks_for_assets("target_table"),
+        tags={"dagster/partition": "2023-01-01"},
+        resources=resources,
+        raise_on_error=False,
+    )
+    (failed,) = [
+        e
+        for e in recheck.get_asset_check_evaluations()
+        if e.check_name == "per_second_count_parity"
+    ]
+    assert not failed.passed
+    assert failed.metadata["mismatched_seconds"].value == 1
+    (mismatch,) = failed.metadata["first_mismatches"].value
+    second = lost[2].replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert mismatch["second"] == second and mismatch["expected"] == mismatch["observed"] + 1
+
+
+def test_bigint_id_schema_fails_on_an_int_target(spec, stack, mysql_db):
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE orders (customer_id INT NOT NULL, order_id BIGINT NOT NULL,"
+            " created_at DATETIME NOT NULL, PRIMARY KEY (customer_id, order_id, created_at))"
+        )
+    checks = [a for a in assets_named(spec, "target_table", with_checks=True)]
+    result = dg.materialize(
+        checks,
+        selection=dg.AssetSelection.checks_for_assets("target_table"),
+        tags={"dagster/partition": "2023-01-01"},
+        resources={"mysql": MySQLResource(url=mysql_db.url)},
+        raise_on_error=False,
+    )
+    schema = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "bigint_id_schema"
+    )
+    assert not schema.passed
+    assert schema.metadata["not_bigint"].value == {"customer_id": "int"}
 
 
 def test_lock_wait_timeouts_are_retried_and_other_errors_are_not(mysql_db):

@@ -9,7 +9,6 @@ import pytest
 import yaml
 from dagster_aws.s3 import S3Resource
 
-from migration_assets.definitions import build_assets
 from migration_assets.devstack.seed import ensure_dynamodb_table
 from migration_assets.dynamodb.coverage import DayCoverage, ExportRef
 from migration_assets.dynamodb.requests import (
@@ -20,6 +19,7 @@ from migration_assets.dynamodb.requests import (
 )
 from migration_assets.resources import DynamoDBResource
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
+from migration_assets_tests.helpers import assets_named
 
 UTC = dt.UTC
 DAY = dt.date(2026, 3, 2)
@@ -65,7 +65,7 @@ def request_spec(bucket):
 
 
 def _materialize(spec, stack, day="2023-01-01"):
-    export_only = [a for a in build_assets(spec) if a.key.path == ["dynamodb_export"]]
+    export_only = assets_named(spec, "dynamodb_export")
     return dg.materialize(
         export_only,
         partition_key=day,

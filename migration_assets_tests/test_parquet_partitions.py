@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from migration_assets.definitions import build_assets
 from migration_assets.devstack import synthetic
 from migration_assets.devstack.export_writer import (
     encode_full_line,
@@ -32,6 +31,7 @@ from migration_assets.dynamodb.typed_json import to_json_text
 from migration_assets.parquet_store import read_manifest, read_partition
 from migration_assets.resources import DynamoDBResource
 from migration_assets.spec import parse_spec
+from migration_assets_tests.helpers import assets_named
 
 DAYS = [dt.date(2023, 1, 1), dt.date(2023, 1, 2)]
 EXPORT_SIDE = {"dynamodb_export", "parquet_partitions"}
@@ -48,7 +48,7 @@ def resources(stack):
 
 def materialize(spec, resources, day: str, **kwargs):
     """dynamodb_export and parquet_partitions for one day (no MySQL in these tests)."""
-    assets = [a for a in build_assets(spec) if a.key.path[0] in EXPORT_SIDE]
+    assets = assets_named(spec, *EXPORT_SIDE)
     return dg.materialize(assets, partition_key=day, resources=resources, **kwargs)
 
 
@@ -200,11 +200,11 @@ def test_a_range_run_reads_each_file_once_and_writes_every_day(
     seed(spec, s3=s3_client, dynamodb=dynamodb_client, mysql=None, days=DAYS, items_per_day=200)
     for day in DAYS:  # coverage for both days first
         assert dg.materialize(
-            [a for a in build_assets(spec) if a.key.path == ["dynamodb_export"]],
+            assets_named(spec, "dynamodb_export"),
             partition_key=day.isoformat(),
             resources=resources,
         ).success
-    parquet_only = [a for a in build_assets(spec) if a.key.path == ["parquet_partitions"]]
+    parquet_only = assets_named(spec, "parquet_partitions")
     result = dg.materialize(
         parquet_only,
         resources=resources,

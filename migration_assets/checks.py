@@ -1,0 +1,148 @@
+"""Asset checks: each partition's proof that the hop before it arrived intact.
+
+Thin shell over `quality/`: gather the facts where the data is, validate them with Great
+Expectations, and report passed/failed with the first mismatching seconds in metadata.
+Checks are blocking (a failed proof stops the data from flowing further in the run) and
+partitioned, so each can also be executed alone for one day to re-verify it.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from .days import parse_day
+from .mysql.ddl import table_columns
+from .parquet_store import read_partition
+from .quality.counts import (
+    merged_second_counts,
+    mysql_id_types,
+    parquet_second_counts,
+    staged_second_counts,
+)
+from .quality.validate import Validation, bigint_ids, second_count_parity
+from .resources import MySQLResource
+from .spec import MigrationSpec
+
+PARITY, SCHEMA = "per_second_count_parity", "bigint_id_schema"
+
+
+def _days(context: dg.AssetCheckExecutionContext) -> list[str]:
+    return (
+        list(context.partition_keys) if context.has_partition_key_range else [context.partition_key]
+    )
+
+
+def _result(context: dg.AssetCheckExecutionContext, run: Callable[[str], Validation]):
+    """Validate every day of the run; one result (per-day metadata when it covers a range)."""
+    outcomes = {day: run(day) for day in _days(context)}
+    passed = all(v.passed for v in outcomes.values())
+    if len(outcomes) == 1:
+        ((day, validation),) = outcomes.items()
+        metadata: dict[str, Any] = {**validation.summary, "day": day}
+        if validation.details:
+            metadata["first_mismatches"] = dg.MetadataValue.json(validation.details)
+    else:
+        metadata = {
+            "days": len(outcomes),
+            "failed_days": dg.MetadataValue.json([d for d, v in outcomes.items() if not v.passed]),
+            "per_day": dg.MetadataValue.json(
+                {d: {**v.summary, "first_mismatches": v.details[:5]} for d, v in outcomes.items()}
+            ),
+        }
+    return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+
+def build_checks(
+    spec: MigrationSpec, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetChecksDefinition]:
+    spec_ids = tuple(c.column for c in spec.columns if c.column in spec.id_columns)
+
+    @dg.asset_check(
+        asset="aurora_temp_table",
+        name=PARITY,
+        blocking=True,
+        partitions_def=partitions,
+        description="Rows per second of event time: staged puts equal the day's Parquet rows.",
+    )
+    def staged_parity(
+        context: dg.AssetCheckExecutionContext, s3: S3Resource, mysql: MySQLResource
+    ) -> dg.AssetCheckResult:
+        client = s3.get_client()
+
+        def run(day: str) -> Validation:
+            expected = parquet_second_counts(read_partition(client, spec, parse_day(day)), spec)
+            with mysql.connect() as conn:
+                observed = staged_second_counts(conn, spec, parse_day(day))
+            return second_count_parity(expected, observed, "parquet_partitions -> staging")
+
+        return _result(context, run)
+
+    @dg.asset_check(
+        asset="target_table",
+        name=PARITY,
+        blocking=True,
+        partitions_def=partitions,
+        description=(
+            "Rows per second of event time: every staged put is in the target with the merged "
+            "values (update_only: or kept in the unmatched table)."
+        ),
+    )
+    def merged_parity(
+        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
+    ) -> dg.AssetCheckResult:
+        def run(day: str) -> Validation:
+            with mysql.connect() as conn:
+                expected = staged_second_counts(conn, spec, parse_day(day))
+                observed = merged_second_counts(conn, spec, parse_day(day))
+            return second_count_parity(expected, observed, "staging -> target")
+
+        return _result(context, run)
+
+    @dg.asset_check(
+        asset="aurora_temp_table",
+        name=SCHEMA,
+        blocking=True,
+        partitions_def=partitions,
+        description="Id columns are BIGINT in the staging table and int64 in the day's Parquet.",
+    )
+    def staged_ids(
+        context: dg.AssetCheckExecutionContext, s3: S3Resource, mysql: MySQLResource
+    ) -> dg.AssetCheckResult:
+        client = s3.get_client()
+
+        def run(day: str) -> Validation:
+            schema = read_partition(client, spec, parse_day(day)).schema
+            with mysql.connect() as conn:
+                types = mysql_id_types(conn, spec.mysql.temp_table, spec_ids)
+            types |= {f"parquet.{n}": str(schema.field(n).type) for n in spec_ids}
+            return bigint_ids(types, f"{spec.mysql.temp_table} and Parquet")
+
+        return _result(context, run)
+
+    @dg.asset_check(
+        asset="target_table",
+        name=SCHEMA,
+        blocking=True,
+        partitions_def=partitions,
+        description=(
+            "Id columns (the spec's bigint columns and legacy_copy.bigint_columns present in "
+            "the table) are BIGINT in the target."
+        ),
+    )
+    def target_ids(
+        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
+    ) -> dg.AssetCheckResult:
+        def run(day: str) -> Validation:
+            with mysql.connect() as conn:
+                present = table_columns(conn, spec.mysql.target_table)
+                names = spec_ids + tuple(
+                    n for n in spec.id_columns if n not in spec_ids and n in present
+                )
+                types = mysql_id_types(conn, spec.mysql.target_table, names)
+            return bigint_ids(types, spec.mysql.target_table)
+
+        return _result(context, run)
+
+    return [staged_parity, merged_parity, staged_ids, target_ids]

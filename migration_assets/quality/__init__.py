@@ -1,0 +1,1 @@
+"""Proof of parity: per-second counts and schema facts, validated with Great Expectations."""
