@@ -10,6 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,  # not exported by dagster 1.13
+)
 from dagster_aws.s3 import S3Resource
 
 from .days import parse_day
@@ -34,16 +37,56 @@ def _days(context: dg.AssetCheckExecutionContext) -> list[str]:
     )
 
 
+def _metadata(day: str, validation: Validation) -> dict[str, Any]:
+    metadata: dict[str, Any] = {**validation.summary, "day": day}
+    if validation.details:
+        metadata["first_mismatches"] = dg.MetadataValue.json(validation.details)
+    return metadata
+
+
+def _report_day(
+    context: dg.AssetCheckExecutionContext, check_name: str, day: str, validation: Validation
+) -> None:
+    """A range run attaches no result to partitions by itself: record one per day, pointing
+    at that day's latest materialization so the UI shows it as the day's current result."""
+    asset_key = context.check_specs[0].asset_key
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[day]), limit=1
+    ).records
+    target = (
+        AssetCheckEvaluationTargetMaterializationData(
+            storage_id=records[0].storage_id,
+            run_id=records[0].run_id,
+            timestamp=records[0].timestamp,
+        )
+        if records
+        else None
+    )
+    context.op_execution_context.log_event(
+        dg.AssetCheckEvaluation(
+            asset_key=asset_key,
+            check_name=check_name,
+            passed=validation.passed,
+            metadata=_metadata(day, validation),
+            target_materialization_data=target,
+            blocking=True,
+            partition=day,
+        )
+    )
+
+
 def _result(context: dg.AssetCheckExecutionContext, run: Callable[[str], Validation]):
-    """Validate every day of the run; one result (per-day metadata when it covers a range)."""
+    """Validate every day of the run. One day: its result. A range: one result per day
+    (logged with the day as partition) plus a summary result for the run."""
     outcomes = {day: run(day) for day in _days(context)}
     passed = all(v.passed for v in outcomes.values())
     if len(outcomes) == 1:
         ((day, validation),) = outcomes.items()
-        metadata: dict[str, Any] = {**validation.summary, "day": day}
-        if validation.details:
-            metadata["first_mismatches"] = dg.MetadataValue.json(validation.details)
+        metadata = _metadata(day, validation)
     else:
+        check_name = context.check_specs[0].name
+        for day, validation in outcomes.items():
+            _report_day(context, check_name, day, validation)
         metadata = {
             "days": len(outcomes),
             "failed_days": dg.MetadataValue.json([d for d, v in outcomes.items() if not v.passed]),

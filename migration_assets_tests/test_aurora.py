@@ -424,3 +424,57 @@ def test_clean_staging_job_drops_only_old_days(mysql_db):
     result = job.execute_in_process(resources={"mysql": MySQLResource(url=mysql_db.url)})
     assert result.success and result.output_for_node("clean_staging_days") == 2
     assert fetch(mysql_db, "SELECT _day FROM orders_stage") == ((recent,),)
+
+
+def test_a_range_run_records_each_days_check_results(
+    spec, stack, mysql_db, s3_client, dynamodb_client
+):
+    days = ["2023-01-01", "2023-01-02"]
+    seed(
+        spec,
+        s3=s3_client,
+        dynamodb=dynamodb_client,
+        mysql=None,
+        days=[dt.date.fromisoformat(d) for d in days],
+        items_per_day=150,
+    )
+    resources = {
+        "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
+        "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
+        "mysql": MySQLResource(url=mysql_db.url),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    for day in days:
+        assert dg.materialize(
+            assets_named(spec, "dynamodb_export"),
+            partition_key=day,
+            resources=resources,
+            instance=instance,
+        ).success
+    chain = assets_named(
+        spec, "parquet_partitions", "aurora_temp_table", "target_table", with_checks=True
+    )
+    result = dg.materialize(
+        chain,
+        resources=resources,
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": days[0],
+            "dagster/asset_partition_range_end": days[1],
+        },
+    )
+    assert result.success
+    per_day = {
+        (e.asset_key.to_user_string(), e.check_name, e.partition): e.passed
+        for e in result.get_asset_check_evaluations()
+        if e.partition is not None
+    }
+    expected = {
+        (asset, check, day): True
+        for asset in ("aurora_temp_table", "target_table")
+        for check in ("per_second_count_parity", "bigint_id_schema")
+        for day in days
+    }
+    assert per_day == expected
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.partition == days[1])
+    assert evaluation.target_materialization_data is not None  # tied to that day's materialization
