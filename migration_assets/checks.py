@@ -17,11 +17,12 @@ from dagster_aws.s3 import S3Resource
 
 from .days import parse_day
 from .mysql.ddl import table_columns
-from .parquet_store import read_partition
+from .parquet_store import read_census, read_manifest, read_partition, read_rejects
 from .quality.counts import (
     merged_second_counts,
     mysql_id_types,
     parquet_second_counts,
+    rejects_in_day,
     staged_second_counts,
 )
 from .quality.validate import Validation, bigint_ids, second_count_parity
@@ -101,6 +102,35 @@ def build_checks(
     spec: MigrationSpec, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetChecksDefinition]:
     spec_ids = tuple(c.column for c in spec.columns if c.column in spec.id_columns)
+
+    @dg.asset_check(
+        asset="parquet_partitions",
+        name=PARITY,
+        blocking=True,
+        partitions_def=partitions,
+        description=(
+            "Rows per second of event time: the day's Parquet rows plus its quarantined records "
+            "equal the items the exports yielded for the day (the census taken while reading)."
+        ),
+    )
+    def parquet_parity(
+        context: dg.AssetCheckExecutionContext, s3: S3Resource
+    ) -> dg.AssetCheckResult:
+        client = s3.get_client()
+
+        def run(day: str) -> Validation:
+            manifest = read_manifest(client, spec, parse_day(day))
+            if manifest is None:
+                raise dg.Failure(f"parquet_partitions has no manifest for {day}")
+            observed = parquet_second_counts(read_partition(client, spec, parse_day(day)), spec)
+            for second in rejects_in_day(read_rejects(client, spec, manifest), parse_day(day)):
+                observed[second] = observed.get(second, 0) + 1
+            expected = read_census(client, spec, manifest)
+            validation = second_count_parity(expected, observed, "export items -> parquet")
+            validation.summary["rejects"] = manifest.rejects
+            return validation
+
+        return _result(context, run)
 
     @dg.asset_check(
         asset="aurora_temp_table",
@@ -188,4 +218,4 @@ def build_checks(
 
         return _result(context, run)
 
-    return [staged_parity, merged_parity, staged_ids, target_ids]
+    return [parquet_parity, staged_parity, merged_parity, staged_ids, target_ids]

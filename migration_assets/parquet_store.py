@@ -66,6 +66,7 @@ class PartitionManifest:
     exports: tuple[str, ...]  # export ids the day was built from
     complete: bool  # the exports hold every write of the day
     seconds: dict[str, Any] = field(default_factory=dict)  # per-second histogram summary
+    census_key: str | None = None  # the day's items per second as read from the exports
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +79,7 @@ class PartitionManifest:
             "exports": list(self.exports),
             "complete": self.complete,
             "seconds": self.seconds,
+            "census_key": self.census_key,
         }
 
     @classmethod
@@ -92,6 +94,7 @@ class PartitionManifest:
             tuple(data["exports"]),
             data["complete"],
             data.get("seconds", {}),
+            data.get("census_key"),
         )
 
 
@@ -130,6 +133,7 @@ def write_partition(
     exports: tuple[str, ...],
     complete: bool,
     seconds: dict[str, Any],
+    census: dict[int, int] | None = None,
     max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE,
 ) -> PartitionManifest:
     """Upload the day's files, commit them with the manifest, then drop replaced files."""
@@ -152,6 +156,14 @@ def write_partition(
         data = rejects_bytes(rejects)
         rejects_key = f"{rejects_prefix(spec, day)}rejects-{_digest(data)[:16]}.jsonl"
         s3.put_object(Bucket=bucket, Key=rejects_key, Body=data)
+    census_key = None
+    if census is not None:
+        ordered = sorted(census.items())
+        body = json.dumps(
+            {"seconds": [s for s, _ in ordered], "counts": [c for _, c in ordered]}
+        ).encode()
+        census_key = f"{prefix}_census-{_digest(body)[:16]}.json"
+        s3.put_object(Bucket=bucket, Key=census_key, Body=body)
     deletes = int(pc.sum(pc.equal(table.column(CHANGE), "delete")).as_py() or 0)
     manifest = PartitionManifest(
         day=day.isoformat(),
@@ -163,10 +175,11 @@ def write_partition(
         exports=exports,
         complete=complete,
         seconds=seconds,
+        census_key=census_key,
     )
     body = json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode()
     s3.put_object(Bucket=bucket, Key=manifest_key(spec, day), Body=body)
-    keep = {f["key"] for f in files} | {manifest_key(spec, day), rejects_key}
+    keep = {f["key"] for f in files} | {manifest_key(spec, day), rejects_key, census_key}
     _delete_except(s3, bucket, [prefix, rejects_prefix(spec, day)], keep)
     return manifest
 
@@ -191,6 +204,25 @@ def _delete_except(s3: Any, bucket: str, prefixes: list[str], keep: set[str | No
 def read_manifest(s3: Any, spec: MigrationSpec, day: dt.date) -> PartitionManifest | None:
     body = get_object_bytes(s3, spec.s3.bucket, manifest_key(spec, day))
     return None if body is None else PartitionManifest.from_json(json.loads(body))
+
+
+def read_census(s3: Any, spec: MigrationSpec, manifest: PartitionManifest) -> dict[int, int]:
+    if manifest.census_key is None:
+        raise FileNotFoundError(f"the manifest of {manifest.day} records no census")
+    body = get_object_bytes(s3, spec.s3.bucket, manifest.census_key)
+    if body is None:
+        raise FileNotFoundError(f"s3://{spec.s3.bucket}/{manifest.census_key} is missing")
+    data = json.loads(body)
+    return dict(zip(data["seconds"], data["counts"], strict=True))
+
+
+def read_rejects(s3: Any, spec: MigrationSpec, manifest: PartitionManifest) -> list[dict[str, Any]]:
+    if manifest.rejects_key is None:
+        return []
+    body = get_object_bytes(s3, spec.s3.bucket, manifest.rejects_key)
+    if body is None:
+        raise FileNotFoundError(f"s3://{spec.s3.bucket}/{manifest.rejects_key} is missing")
+    return [json.loads(line) for line in body.splitlines()]
 
 
 def read_partition(s3: Any, spec: MigrationSpec, day: dt.date) -> pa.Table:

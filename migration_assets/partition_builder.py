@@ -34,7 +34,13 @@ from .dynamodb.changes import (
     event_days,
 )
 from .dynamodb.coverage import DayCoverage
-from .dynamodb.decode import DecodedFile, Reject, decode_full_file, decode_incremental_file
+from .dynamodb.decode import (
+    DecodedFile,
+    Reject,
+    decode_full_file,
+    decode_incremental_file,
+    epoch_second,
+)
 from .dynamodb.layout import (
     CorruptExportError,
     DataFile,
@@ -160,6 +166,26 @@ class _DaySpill:
         self.stack.close()
 
 
+def source_census(
+    day: dt.date, rows: pa.Table, rejects: list[Reject], spec: MigrationSpec
+) -> dict[int, int]:
+    """Items of the day per second as the exports yielded them, before anything is set
+    aside: the day's rows (changes applied) plus bad records of the day that never became
+    rows. The parity check proves the written files plus the rejects file add up to this."""
+    seconds = epoch_seconds(rows.column(spec.event_time_column.column))
+    values, counts = np.unique(seconds, return_counts=True)
+    census = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    first = epoch_day(day) * 86_400
+    for reject in rejects:
+        if (
+            reject.second is not None
+            and not reject.in_rows
+            and first <= reject.second < first + 86_400
+        ):
+            census[reject.second] = census.get(reject.second, 0) + 1
+    return census
+
+
 def _home_day(spec: MigrationSpec, day: dt.date) -> dt.date:
     """The partition that answers for a record: its day, or the nearest end of the range."""
     if day < spec.partitions.start:
@@ -192,6 +218,7 @@ def _route_rows(
                 f"({spec.partitions.start} .. {spec.partitions.end or 'open'}); no day holds it",
                 json.dumps(record, default=str, ensure_ascii=False),
                 record[event].date(),  # placed on the nearest partition by _home_day
+                epoch_second(record[event]),
             )
             for line, record in zip(line_numbers, records, strict=True)
         ]
@@ -320,7 +347,8 @@ def _build_group(
                 rows, deletes = apply_changes(day, snapshot, changes, spec.event_time_column.column)
                 table, duplicates = _partition_table(spec, day, rows, deletes)
                 placed[day] += duplicates
-                outputs.append((day, coverage, table))
+                census = source_census(day, rows, placed[day], spec)
+                outputs.append((day, coverage, table, census))
             relevant = [r for day, _ in members for r in placed[day]] + unplaced
             if relevant and spec.dynamodb.on_bad_record == "fail":
                 raise BadRecordsError(relevant)
@@ -329,7 +357,7 @@ def _build_group(
                 stats.unplaced_rejects_key = write_unplaced_rejects(
                     s3, spec, "-".join(export_ids[:1]) + f"-{len(export_ids)}", unplaced
                 )
-            for day, coverage, table in outputs:
+            for day, coverage, table, census in outputs:
                 manifest = write_partition(
                     s3,
                     spec,
@@ -339,6 +367,7 @@ def _build_group(
                     exports=export_ids,
                     complete=coverage.complete,
                     seconds=second_histogram(table, spec.event_time_column.column),
+                    census=census,
                     max_rows_per_file=max_rows_per_file,
                 )
                 stats.results.append(DayResult(day, manifest, stats.files_read))
@@ -374,6 +403,8 @@ def _partition_table(
             + ") within the day: several DynamoDB items map to one row",
             json.dumps(row, default=str, ensure_ascii=False),
             day,
+            epoch_second(row[spec.event_time_column.column]),
+            in_rows=True,
         )
         for row in ordered.filter(pa.array(clash)).to_pylist()
     ]

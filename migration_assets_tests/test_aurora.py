@@ -305,6 +305,7 @@ def test_assets_from_export_to_target(spec, stack, mysql_db, s3_client, dynamodb
     assert sorted((e.asset_key.to_user_string(), e.check_name, e.passed) for e in evaluations) == [
         ("aurora_temp_table", "bigint_id_schema", True),
         ("aurora_temp_table", "per_second_count_parity", True),
+        ("parquet_partitions", "per_second_count_parity", True),
         ("target_table", "bigint_id_schema", True),
         ("target_table", "per_second_count_parity", True),
     ]
@@ -474,7 +475,7 @@ def test_a_range_run_records_each_days_check_results(
         for asset in ("aurora_temp_table", "target_table")
         for check in ("per_second_count_parity", "bigint_id_schema")
         for day in days
-    }
+    } | {("parquet_partitions", "per_second_count_parity", day): True for day in days}
     assert per_day == expected
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.partition == days[1])
     assert evaluation.target_materialization_data is not None  # tied to that day's materialization

@@ -190,7 +190,11 @@ def test_files_are_typed_sorted_and_rerun_identically(spec, resources, s3_client
         Bucket=spec.s3.bucket, Prefix=f"{spec.s3.parquet_prefix}/dt=2023-01-01/"
     )
     assert sorted(o["Key"] for o in listing["Contents"]) == sorted(
-        [first.files[0]["key"], f"{spec.s3.parquet_prefix}/dt=2023-01-01/_manifest.json"]
+        [
+            first.files[0]["key"],
+            first.census_key,
+            f"{spec.s3.parquet_prefix}/dt=2023-01-01/_manifest.json",
+        ]
     )
 
 
@@ -329,6 +333,30 @@ def test_edges_deletes_and_quarantined_records(bucket, resources, s3_client):
     (unplaced_key,) = [o["Key"] for o in unplaced["Contents"]]
     body = s3_client.get_object(Bucket=bucket, Key=unplaced_key)["Body"].read()
     assert "not a time" in body.decode()
+
+
+def test_parquet_parity_accounts_for_rejects_and_catches_a_lost_one(bucket, resources, s3_client):
+    spec = _edge_spec(bucket, "quarantine")
+    _edge_exports(spec, s3_client)
+    chain = assets_named(spec, *EXPORT_SIDE, with_checks=True)
+    result = dg.materialize(chain, partition_key="2024-01-02", resources=resources)
+    (parity,) = result.get_asset_check_evaluations()
+    assert parity.passed and parity.metadata["rejects"].value == 1  # the overflow, accounted
+    assert parity.metadata["expected_rows"].value == 3  # 2 rows + 1 quarantined record
+    manifest = read_manifest(s3_client, spec, dt.date(2024, 1, 2))
+    s3_client.put_object(Bucket=bucket, Key=manifest.rejects_key, Body=b"")  # a reject vanishes
+    again = dg.materialize(
+        chain,
+        selection=dg.AssetSelection.checks_for_assets("parquet_partitions"),
+        tags={"dagster/partition": "2024-01-02"},
+        resources=resources,
+        raise_on_error=False,
+    )
+    (failed,) = again.get_asset_check_evaluations()
+    assert not failed.passed
+    (mismatch,) = failed.metadata["first_mismatches"].value
+    assert (mismatch["expected"], mismatch["observed"]) == (3, 2)  # 3 items in that second
+    assert mismatch["second"] == "2024-01-02T00:00:00Z"
 
 
 def test_on_bad_record_fail_writes_nothing(bucket, resources, s3_client):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,9 +47,21 @@ class Reject:
     reason: str
     raw: str
     day: dt.date | None = None  # the record's day, when its event time could be read
+    second: int | None = None  # its epoch second (the per-second parity accounts for it)
+    in_rows: bool = False  # also counted among the day's rows before being set aside
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "reason": self.reason, "raw": self.raw}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "reason": self.reason,
+            "raw": self.raw,
+            "event_second": self.second,
+        }
+
+
+def epoch_second(moment: dt.datetime) -> int:
+    return math.floor(moment.timestamp())
 
 
 @dataclass
@@ -254,6 +267,7 @@ def _split_rejects(
             reason,
             lines.raw(int(line_numbers[row])).decode("utf-8", "replace"),
             moment.date() if moment is not None else None,
+            epoch_second(moment) if moment is not None else None,
         )
         for row, reason, moment in zip(bad_rows.tolist(), reasons, times, strict=True)
     ]

@@ -34,6 +34,16 @@ def parquet_second_counts(table: pa.Table, spec: MigrationSpec) -> SecondCounts:
     return dict(zip(seconds.tolist(), counts.tolist(), strict=True))
 
 
+def rejects_in_day(rejects: list[dict[str, Any]], day: dt.date) -> list[int]:
+    """Event seconds of quarantined records that belong to `day` (others are elsewhere)."""
+    first = (day - dt.date(1970, 1, 1)).days * 86_400
+    return [
+        r["event_second"]
+        for r in rejects
+        if r.get("event_second") is not None and first <= r["event_second"] < first + 86_400
+    ]
+
+
 def _grouped(conn: Any, sql: str, params: tuple) -> SecondCounts:
     with conn.cursor() as cur:
         cur.execute(sql, params)
