@@ -6,6 +6,7 @@ Checks are blocking (a failed proof stops the data from flowing further in the r
 partitioned, so each can also be executed alone for one day to re-verify it.
 """
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -19,17 +20,21 @@ from .days import parse_day
 from .mysql.ddl import table_columns
 from .parquet_store import read_census, read_manifest, read_partition, read_rejects
 from .quality.counts import (
+    differing_keys,
     merged_second_counts,
     mysql_id_types,
     parquet_second_counts,
     rejects_in_day,
+    staged_second_checksums,
     staged_second_counts,
+    target_second_checksums,
 )
 from .quality.validate import Validation, bigint_ids, second_count_parity
 from .resources import MySQLResource
 from .spec import MigrationSpec
 
 PARITY, SCHEMA = "per_second_count_parity", "bigint_id_schema"
+CHECKSUM = "per_second_checksum_parity"
 
 
 def _days(context: dg.AssetCheckExecutionContext) -> list[str]:
@@ -174,6 +179,39 @@ def build_checks(
         return _result(context, run)
 
     @dg.asset_check(
+        asset="target_table",
+        name=CHECKSUM,
+        blocking=True,
+        partitions_def=partitions,
+        description=(
+            "Per second of event time, the order-independent sum of row hashes (key and merged "
+            "columns) of the staged puts equals that of the target rows at their keys: catches "
+            "a changed value, which counts miss. Lists the differing keys of the first "
+            "mismatching second."
+        ),
+    )
+    def merged_checksums(
+        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
+    ) -> dg.AssetCheckResult:
+        def run(day: str) -> Validation:
+            with mysql.connect() as conn:
+                expected = staged_second_checksums(conn, spec, parse_day(day))
+                observed = target_second_checksums(conn, spec, parse_day(day))
+                validation = second_count_parity(
+                    expected, observed, "staging -> target values", unit="checksum"
+                )
+                if validation.details:
+                    first = validation.details[0]["second"]
+                    moment = dt.datetime.strptime(first, "%Y-%m-%dT%H:%M:%SZ")
+                    second = int(moment.replace(tzinfo=dt.UTC).timestamp())
+                    validation.summary["differing_keys_of_first_second"] = dg.MetadataValue.json(
+                        differing_keys(conn, spec, parse_day(day), second)
+                    )
+            return validation
+
+        return _result(context, run)
+
+    @dg.asset_check(
         asset="aurora_temp_table",
         name=SCHEMA,
         blocking=True,
@@ -218,4 +256,4 @@ def build_checks(
 
         return _result(context, run)
 
-    return [parquet_parity, staged_parity, merged_parity, staged_ids, target_ids]
+    return [parquet_parity, staged_parity, merged_parity, merged_checksums, staged_ids, target_ids]

@@ -307,6 +307,7 @@ def test_assets_from_export_to_target(spec, stack, mysql_db, s3_client, dynamodb
         ("aurora_temp_table", "per_second_count_parity", True),
         ("parquet_partitions", "per_second_count_parity", True),
         ("target_table", "bigint_id_schema", True),
+        ("target_table", "per_second_checksum_parity", True),
         ("target_table", "per_second_count_parity", True),
     ]
     parity = next(
@@ -340,6 +341,65 @@ def test_assets_from_export_to_target(spec, stack, mysql_db, s3_client, dynamodb
     (mismatch,) = failed.metadata["first_mismatches"].value
     second = lost[2].replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert mismatch["second"] == second and mismatch["expected"] == mismatch["observed"] + 1
+    (checksum,) = [
+        e
+        for e in recheck.get_asset_check_evaluations()
+        if e.check_name == "per_second_checksum_parity"
+    ]
+    assert not checksum.passed
+    (drill,) = checksum.metadata["differing_keys_of_first_second"].value
+    assert drill["missing_in_target"] and drill["key"]["order_id"] == str(lost[1])
+
+
+def test_checksum_parity_catches_a_changed_value(spec, stack, mysql_db, s3_client, dynamodb_client):
+    seed(
+        spec,
+        s3=s3_client,
+        dynamodb=dynamodb_client,
+        mysql=None,
+        days=[dt.date(2023, 1, 1)],
+        items_per_day=100,
+    )
+    resources = {
+        "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
+        "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
+        "mysql": MySQLResource(url=mysql_db.url),
+    }
+    assets = assets_named(
+        spec,
+        "dynamodb_export",
+        "parquet_partitions",
+        "aurora_temp_table",
+        "target_table",
+        with_checks=True,
+    )
+    assert dg.materialize(assets, partition_key="2023-01-01", resources=resources).success
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT customer_id, order_id FROM orders WHERE loyalty_tier IS NOT NULL "
+            "ORDER BY created_at LIMIT 1"
+        )
+        changed = cur.fetchone()
+        cur.execute(
+            "UPDATE orders SET loyalty_tier = 'tampered' WHERE customer_id = %s AND order_id = %s",
+            changed,
+        )
+        conn.commit()
+    recheck = dg.materialize(
+        assets,
+        selection=dg.AssetSelection.checks(
+            dg.AssetCheckKey(dg.AssetKey("target_table"), "per_second_checksum_parity")
+        ),
+        tags={"dagster/partition": "2023-01-01"},
+        resources=resources,
+        raise_on_error=False,
+    )
+    (checksum,) = recheck.get_asset_check_evaluations()
+    assert not checksum.passed and checksum.metadata["mismatched_seconds"].value == 1
+    (drill,) = checksum.metadata["differing_keys_of_first_second"].value
+    assert drill["key"]["order_id"] == str(changed[1]) and not drill["missing_in_target"]
+    assert drill["target"] == {"loyalty_tier": "tampered"}
+    assert drill["staged"]["loyalty_tier"] != "tampered"
 
 
 def test_bigint_id_schema_fails_on_an_int_target(spec, stack, mysql_db):
@@ -470,12 +530,16 @@ def test_a_range_run_records_each_days_check_results(
         for e in result.get_asset_check_evaluations()
         if e.partition is not None
     }
-    expected = {
-        (asset, check, day): True
-        for asset in ("aurora_temp_table", "target_table")
-        for check in ("per_second_count_parity", "bigint_id_schema")
-        for day in days
-    } | {("parquet_partitions", "per_second_count_parity", day): True for day in days}
+    expected = (
+        {
+            (asset, check, day): True
+            for asset in ("aurora_temp_table", "target_table")
+            for check in ("per_second_count_parity", "bigint_id_schema")
+            for day in days
+        }
+        | {("parquet_partitions", "per_second_count_parity", day): True for day in days}
+        | {("target_table", "per_second_checksum_parity", day): True for day in days}
+    )
     assert per_day == expected
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.partition == days[1])
     assert evaluation.target_materialization_data is not None  # tied to that day's materialization

@@ -100,3 +100,83 @@ def mysql_id_types(conn: Any, table: str, columns: tuple[str, ...]) -> dict[str,
         )
         found = {name: data_type.lower() for name, data_type in cur.fetchall()}
     return {name: found.get(name) for name in columns}
+
+
+def _row_hash(alias: str, columns: tuple[str, ...]) -> str:
+    """An order-independent per-row hash: CRC32 of the values joined with a separator that
+    cannot be mistaken for NULL (NULL becomes a marker of its own)."""
+    parts = ", ".join(f"IFNULL({alias}.{q(c)}, '\\\\N')" for c in columns)
+    return f"CRC32(CONCAT_WS('|', {parts}))"
+
+
+def checksum_columns(spec: MigrationSpec) -> tuple[str, ...]:
+    """What a merge promises: the key and the merged (update) columns, per row."""
+    return tuple(spec.mysql.key) + tuple(spec.mysql.update_columns)
+
+
+def staged_second_checksums(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
+    """Per second, the sum of the staged puts' row hashes (what the target must hold)."""
+    second = _SECOND.format(column=f"s.{q(spec.event_time_column.column)}")
+    return _grouped(
+        conn,
+        f"SELECT {second} AS s2, SUM({_row_hash('s', checksum_columns(spec))}) "
+        f"FROM {q(spec.mysql.temp_table)} s "
+        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY s2",
+        (day,),
+    )
+
+
+def target_second_checksums(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
+    """Per second, the sum of the target rows' hashes at the staged puts' keys."""
+    second = _SECOND.format(column=f"s.{q(spec.event_time_column.column)}")
+    join = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.mysql.key)
+    return _grouped(
+        conn,
+        f"SELECT {second} AS s2, SUM({_row_hash('t', checksum_columns(spec))}) "
+        f"FROM {q(spec.mysql.temp_table)} s JOIN {q(spec.mysql.target_table)} t ON {join} "
+        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY s2",
+        (day,),
+    )
+
+
+def differing_keys(
+    conn: Any, spec: MigrationSpec, day: dt.date, second: int, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Drill-down for one mismatching second: staged puts whose target row is missing or
+    holds other merged values, with both sides' values."""
+    event = q(spec.event_time_column.column)
+    join = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.mysql.key)
+    differs = " OR ".join(
+        [f"t.{q(spec.mysql.key[0])} IS NULL"]
+        + [f"NOT (t.{q(u)} <=> s.{q(u)})" for u in spec.mysql.update_columns]
+    )
+    keys = ", ".join(f"s.{q(k)}" for k in spec.mysql.key)
+    staged = ", ".join(f"s.{q(u)}" for u in spec.mysql.update_columns)
+    merged = ", ".join(f"t.{q(u)}" for u in spec.mysql.update_columns)
+    selected = ", ".join(filter(None, [keys, staged, merged, f"t.{q(spec.mysql.key[0])} IS NULL"]))
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {selected} FROM {q(spec.mysql.temp_table)} s "
+            f"LEFT JOIN {q(spec.mysql.target_table)} t ON {join} "
+            f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' "
+            f"AND {_SECOND.format(column=f's.{event}')} = %s AND ({differs}) "
+            f"LIMIT {int(limit)}",
+            (day, second),
+        )
+        rows = cur.fetchall()
+    updates = spec.mysql.update_columns
+    result = []
+    for row in rows:
+        key = dict(zip(spec.mysql.key, (str(v) for v in row[: len(spec.mysql.key)]), strict=True))
+        offset = len(spec.mysql.key)
+        staged_values = row[offset : offset + len(updates)]
+        merged_values = row[offset + len(updates) : offset + 2 * len(updates)]
+        result.append(
+            {
+                "key": key,
+                "missing_in_target": bool(row[-1]),
+                "staged": {u: str(v) for u, v in zip(updates, staged_values, strict=True)},
+                "target": {u: str(v) for u, v in zip(updates, merged_values, strict=True)},
+            }
+        )
+    return result

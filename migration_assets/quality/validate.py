@@ -43,8 +43,11 @@ def _iso(second: int) -> str:
     return dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def second_count_parity(expected: SecondCounts, observed: SecondCounts, what: str) -> Validation:
-    """Every second's count equal on both sides; the first mismatching seconds listed."""
+def second_count_parity(
+    expected: SecondCounts, observed: SecondCounts, what: str, unit: str = "rows"
+) -> Validation:
+    """Every second's value (a count, or a checksum) equal on both sides; the first
+    mismatching seconds listed."""
     import great_expectations.expectations as gxe
     import pandas as pd
 
@@ -60,8 +63,8 @@ def second_count_parity(expected: SecondCounts, observed: SecondCounts, what: st
     summary: dict[str, Any] = {
         "compared": what,
         "seconds_compared": len(seconds),
-        "expected_rows": int(frame["expected"].sum()),
-        "observed_rows": int(frame["observed"].sum()),
+        f"expected_{unit}": int(frame["expected"].sum()),
+        f"observed_{unit}": int(frame["observed"].sum()),
         "mismatched_seconds": len(mismatched),
     }
     if seconds:
