@@ -269,28 +269,34 @@ def test_a_merge_interrupted_between_chunks_finishes_on_rerun(mysql_db):
     ]
 
 
-def test_assets_from_export_to_target(spec, stack, mysql_db, s3_client, dynamodb_client):
-    seed(
-        spec,
-        s3=s3_client,
-        dynamodb=dynamodb_client,
-        mysql=None,
-        days=[dt.date(2023, 1, 1)],
-        items_per_day=400,
-    )
-    resources = {
-        "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
-        "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
-        "mysql": MySQLResource(url=mysql_db.url),
-    }
-    assets = assets_named(
-        spec,
-        "dynamodb_export",
-        "parquet_partitions",
-        "aurora_temp_table",
-        "target_table",
-        with_checks=True,
-    )
+PIPELINE = ("dynamodb_export", "parquet_partitions", "aurora_temp_table", "target_table")
+
+
+@pytest.fixture
+def pipeline(spec, stack, mysql_db, s3_client, dynamodb_client):
+    """Seed days into the test's bucket; return (resources, assets and checks of the chain)."""
+
+    def make(days: list[str], items_per_day: int):
+        seed(
+            spec,
+            s3=s3_client,
+            dynamodb=dynamodb_client,
+            mysql=None,
+            days=[dt.date.fromisoformat(d) for d in days],
+            items_per_day=items_per_day,
+        )
+        resources = {
+            "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
+            "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
+            "mysql": MySQLResource(url=mysql_db.url),
+        }
+        return resources, assets_named(spec, *PIPELINE, with_checks=True)
+
+    return make
+
+
+def test_assets_from_export_to_target(spec, mysql_db, s3_client, pipeline):
+    resources, assets = pipeline(["2023-01-01"], 400)
     result = dg.materialize(assets, partition_key="2023-01-01", resources=resources)
     assert result.success
     manifest = read_manifest(s3_client, spec, dt.date(2023, 1, 1))
@@ -351,28 +357,8 @@ def test_assets_from_export_to_target(spec, stack, mysql_db, s3_client, dynamodb
     assert drill["missing_in_target"] and drill["key"]["order_id"] == str(lost[1])
 
 
-def test_checksum_parity_catches_a_changed_value(spec, stack, mysql_db, s3_client, dynamodb_client):
-    seed(
-        spec,
-        s3=s3_client,
-        dynamodb=dynamodb_client,
-        mysql=None,
-        days=[dt.date(2023, 1, 1)],
-        items_per_day=100,
-    )
-    resources = {
-        "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
-        "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
-        "mysql": MySQLResource(url=mysql_db.url),
-    }
-    assets = assets_named(
-        spec,
-        "dynamodb_export",
-        "parquet_partitions",
-        "aurora_temp_table",
-        "target_table",
-        with_checks=True,
-    )
+def test_checksum_parity_catches_a_changed_value(mysql_db, pipeline):
+    resources, assets = pipeline(["2023-01-01"], 100)
     assert dg.materialize(assets, partition_key="2023-01-01", resources=resources).success
     with connection(mysql_db) as conn, conn.cursor() as cur:
         cur.execute(
