@@ -276,7 +276,7 @@ PIPELINE = ("dynamodb_export", "parquet_partitions", "aurora_temp_table", "targe
 def pipeline(spec, stack, mysql_db, s3_client, dynamodb_client):
     """Seed days into the test's bucket; return (resources, assets and checks of the chain)."""
 
-    def make(days: list[str], items_per_day: int):
+    def make(days: list[str], items_per_day: int, spec=spec):
         seed(
             spec,
             s3=s3_client,
@@ -355,6 +355,35 @@ def test_assets_from_export_to_target(spec, mysql_db, s3_client, pipeline):
     assert not checksum.passed
     (drill,) = checksum.metadata["differing_keys_of_first_second"].value
     assert drill["missing_in_target"] and drill["key"]["order_id"] == str(lost[1])
+
+
+def test_count_parity_catches_a_row_added_to_the_target(spec, mysql_db, pipeline):
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data.pop("legacy_copy")  # then every target row of the day must come from staging
+    data["s3"]["bucket"], data["dynamodb"]["table"] = spec.s3.bucket, spec.dynamodb.table
+    plain = parse_spec(data)
+    resources, assets = pipeline(["2023-01-01"], 100, spec=plain)
+    assert dg.materialize(assets, partition_key="2023-01-01", resources=resources).success
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO orders (customer_id, order_id, created_at, loyalty_tier) "
+            "VALUES (1, 999999999, '2023-01-01 12:00:00', 'intruder')"
+        )
+        conn.commit()
+    recheck = dg.materialize(
+        assets,
+        selection=dg.AssetSelection.checks(
+            dg.AssetCheckKey(dg.AssetKey("target_table"), "per_second_count_parity")
+        ),
+        tags={"dagster/partition": "2023-01-01"},
+        resources=resources,
+        raise_on_error=False,
+    )
+    (parity,) = recheck.get_asset_check_evaluations()
+    assert not parity.passed
+    (mismatch,) = parity.metadata["first_mismatches"].value
+    assert mismatch["second"] == "2023-01-01T12:00:00Z"
+    assert mismatch["observed"] == mismatch["expected"] + 1
 
 
 def test_checksum_parity_catches_a_changed_value(mysql_db, pipeline):
@@ -529,3 +558,67 @@ def test_a_range_run_records_each_days_check_results(
     assert per_day == expected
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.partition == days[1])
     assert evaluation.target_materialization_data is not None  # tied to that day's materialization
+
+
+def test_a_failed_blocking_check_stops_downstream_and_the_cli_exits_non_zero(
+    spec, stack, mysql_db, s3_client, dynamodb_client, tmp_path, repo_root
+):
+    import os
+    import subprocess
+    import sys
+
+    from migration_assets.mysql.ddl import temp_table_ddl
+
+    seed(
+        spec,
+        s3=s3_client,
+        dynamodb=dynamodb_client,
+        mysql=None,
+        days=[dt.date(2023, 1, 1)],
+        items_per_day=200,
+    )  # every id fits INT at this size
+    with connection(mysql_db) as conn, conn.cursor() as cur:  # a staging table with INT ids
+        cur.execute(temp_table_ddl(spec).replace("`customer_id` BIGINT", "`customer_id` INT"))
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data["s3"]["bucket"], data["dynamodb"]["table"] = spec.s3.bucket, spec.dynamodb.table
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(data))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "MIGRATION_SPEC": str(spec_path),
+        "MIGRATION_MYSQL_URL": mysql_db.url,
+        "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "DAGSTER_HOME": str(home),
+    }
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "migration_assets.definitions",
+            "--select",
+            ",".join(PIPELINE),
+            "--partition",
+            "2023-01-01",
+        ],
+        cwd=tmp_path,  # not the repo: a stray .env there would override env
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode != 0, output[-3000:]
+    assert "bigint_id_schema" in output
+    staged = fetch(mysql_db, "SELECT COUNT(*) FROM orders_stage")[0][0]
+    assert staged >= 200, output[-4000:]  # staged (the day plus late inserts)...
+
+    assert fetch(mysql_db, "SELECT COUNT(*) FROM orders")[0][0] == 0  # ...but never merged

@@ -64,8 +64,11 @@ def staged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
 def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
     """Staged puts of the day that the target holds with the merged values, per second.
 
-    In `update_only` mode the rows kept in the unmatched table count as accounted for:
-    they are reported, not lost.
+    Without `legacy_copy` the target's rows of the day come only from the staged puts, so
+    any other target row of the day (one added, or a deleted row still present) is counted
+    too and breaks parity. With `legacy_copy` the target also holds the legacy rows, which
+    `bigint_table_copy`'s own parity covers. In `update_only` mode the rows kept in the
+    unmatched table count as accounted for: they are reported, not lost.
     """
     event = q(spec.event_time_column.column)
     second = _SECOND.format(column=f"s.{event}")
@@ -78,6 +81,17 @@ def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
         f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY s2",
         (day,),
     )
+    if spec.legacy_copy is None:  # every target row of the day must come from the staged puts
+        extras = _grouped(
+            conn,
+            f"SELECT {_SECOND.format(column=f't.{event}')} AS s2, COUNT(*) "
+            f"FROM {q(spec.mysql.target_table)} t LEFT JOIN {q(spec.mysql.temp_table)} s "
+            f"ON {join} AND s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' "
+            f"WHERE t.{event} >= %s AND t.{event} < %s AND s.{q(DAY)} IS NULL GROUP BY s2",
+            (day, day, day + dt.timedelta(days=1)),
+        )
+        for key, value in extras.items():  # a row added, or a deleted row still there
+            counts[key] = counts.get(key, 0) + value
     if spec.mysql.mode == "update_only":
         unmatched = _grouped(
             conn,
