@@ -97,6 +97,9 @@ def cmd_down(_: argparse.Namespace) -> None:
         stop_stack(state)
         _say("stopped")
     STATE_PATH.unlink(missing_ok=True)
+    # a stale .env would point dagster (which loads it from the working directory, over
+    # the shell's variables) at servers that no longer exist
+    ENV_PATH.unlink(missing_ok=True)
 
 
 def cmd_env(_: argparse.Namespace) -> None:
