@@ -16,6 +16,7 @@ from .assets.parquet_partitions import build_parquet_partitions
 from .checks import build_checks
 from .partitions import daily_partitions
 from .resources import default_resources
+from .sensors import build_export_sensor
 from .spec import MigrationSpec, load_spec
 
 
@@ -33,8 +34,11 @@ def build_assets(spec: MigrationSpec) -> list[dg.AssetsDefinition | dg.AssetChec
 def build_definitions(
     spec: MigrationSpec, resources: dict[str, Any] | None = None
 ) -> dg.Definitions:
+    definitions = build_assets(spec)
+    asset_keys = [d.key for d in definitions if not isinstance(d, dg.AssetChecksDefinition)]
     return dg.Definitions(
-        assets=build_assets(spec),
+        assets=definitions,
+        sensors=[build_export_sensor(spec, daily_partitions(spec), asset_keys)],
         jobs=[build_clean_staging_job(spec)],
         resources=resources or default_resources(),
         executor=dg.in_process_executor,
