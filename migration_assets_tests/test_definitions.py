@@ -114,3 +114,20 @@ def test_a_day_without_exports_fails_clearly(spec, resources, s3_client):
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "no completed full export" in json.dumps(failure.event_specific_data.error.to_string())
+
+
+def test_days_per_run_comes_from_the_environment(monkeypatch):
+    from migration_assets.partitions import days_per_run
+
+    monkeypatch.setenv("MIGRATION_DAYS_PER_RUN", "7")
+    assert days_per_run() == 7
+    monkeypatch.setenv("MIGRATION_DAYS_PER_RUN", "0")
+    with pytest.raises(ValueError, match="between 1 and 366"):
+        days_per_run()
+    monkeypatch.setenv("MIGRATION_DAYS_PER_RUN", "thirty")
+    with pytest.raises(ValueError, match="not a whole number"):
+        days_per_run()
+    monkeypatch.delenv("MIGRATION_DAYS_PER_RUN")
+    assert days_per_run() == 30
+    policy = defs.resolve_assets_def("parquet_partitions").backfill_policy
+    assert policy.max_partitions_per_run == 30
