@@ -6,9 +6,11 @@ by `{parquet_prefix}/dt=YYYY-MM-DD/_manifest.json`. Bad records of the day go to
 
 Why a manifest: S3 cannot rename a folder, so a partition is replaced by uploading files
 under content-derived names (which never collide with the files being replaced), then
-writing the manifest in one PUT (the commit point), then deleting files no manifest names.
+writing the manifest in one PUT (the commit point), then deleting the files the replaced
+manifest named (never files another run of the same day uploaded but has not committed).
 A crash at any point leaves the previous manifest and its files intact, and readers of this
-project read only what the manifest names. Same content gives the same names and bytes, so
+project read only what the manifest names; a crashed run can leave unnamed files behind,
+visible only to engines that list the folder. Same content gives the same names and bytes, so
 a re-run of a day writes identical files.
 """
 
@@ -139,6 +141,7 @@ def write_partition(
     """Upload the day's files, commit them with the manifest, then drop replaced files."""
     bucket = spec.s3.bucket
     prefix = partition_prefix(spec, day)
+    previous = read_manifest(s3, spec, day)
 
     def upload(index: int) -> dict[str, Any]:
         part = table.slice(index * max_rows_per_file, max_rows_per_file)
@@ -179,8 +182,14 @@ def write_partition(
     )
     body = json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode()
     s3.put_object(Bucket=bucket, Key=manifest_key(spec, day), Body=body)
+    # only what the replaced manifest named: files another run uploaded for this day but
+    # has not committed yet must stay
     keep = {f["key"] for f in files} | {manifest_key(spec, day), rejects_key, census_key}
-    _delete_except(s3, bucket, [prefix, rejects_prefix(spec, day)], keep)
+    if previous is not None:
+        named = [f["key"] for f in previous.files] + [previous.rejects_key, previous.census_key]
+        stale = [{"Key": k} for k in named if k and k not in keep]
+        for start in range(0, len(stale), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": stale[start : start + 1000]})
     return manifest
 
 
@@ -189,16 +198,6 @@ def write_unplaced_rejects(s3: Any, spec: MigrationSpec, name: str, rejects: lis
     key = f"{rejects_prefix(spec, None)}{name}.jsonl"
     s3.put_object(Bucket=spec.s3.bucket, Key=key, Body=rejects_bytes(rejects))
     return key
-
-
-def _delete_except(s3: Any, bucket: str, prefixes: list[str], keep: set[str | None]) -> None:
-    stale: list[dict[str, str]] = []
-    for prefix in prefixes:
-        paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            stale += [{"Key": o["Key"]} for o in page.get("Contents", []) if o["Key"] not in keep]
-    for start in range(0, len(stale), 1000):
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": stale[start : start + 1000]})
 
 
 def read_manifest(s3: Any, spec: MigrationSpec, day: dt.date) -> PartitionManifest | None:

@@ -391,6 +391,7 @@ def _partition_table(
     )
     order = [(name, "ascending") for name in spec.mysql.key] + [(CHANGE, "descending")]
     ordered = combined.sort_by(order).combine_chunks()
+    ordered = ordered.filter(pa.array(~_shadowed_deletes(ordered, spec.mysql.key)))
     clash = _repeated_puts(ordered, spec.mysql.key)
     if not clash.any():
         return ordered.cast(partition_schema(spec)), []
@@ -409,6 +410,24 @@ def _partition_table(
         for row in ordered.filter(pa.array(clash)).to_pylist()
     ]
     return ordered.filter(pa.array(~clash)).cast(partition_schema(spec)), rejects
+
+
+def _shadowed_deletes(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:
+    """Deletes whose MySQL key also has a put in the day (sorted before them): the put is
+    the row's state, so the merge must not delete it."""
+    count = ordered.num_rows
+    shadowed = np.zeros(count, dtype=bool)
+    if count < 2:
+        return shadowed
+    same = pa.array(np.ones(count - 1, dtype=bool))
+    for name in key:
+        column = ordered.column(name)
+        same = pc.and_(same, pc.equal(column.slice(1), column.slice(0, count - 1)))
+    follows = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    is_put = ordered.column(CHANGE).to_numpy(zero_copy_only=False) == "put"
+    for index in np.flatnonzero(follows) + 1:  # runs of one key are short and rare
+        shadowed[index] = not is_put[index] and (is_put[index - 1] or shadowed[index - 1])
+    return shadowed
 
 
 def _repeated_puts(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:

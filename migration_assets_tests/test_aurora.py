@@ -622,3 +622,33 @@ def test_a_failed_blocking_check_stops_downstream_and_the_cli_exits_non_zero(
     assert staged >= 200, output[-4000:]  # staged (the day plus late inserts)...
 
     assert fetch(mysql_db, "SELECT COUNT(*) FROM orders")[0][0] == 0  # ...but never merged
+
+
+def test_a_put_shadows_a_delete_of_the_same_key_in_one_day():
+    from migration_assets.partition_builder import _partition_table
+
+    spec = orders_spec()
+    rows = day_table(spec, [row(1, 1, 5, tier="alive"), row(2, 2, 6)]).drop_columns(["_change"])
+    deletes = day_table(spec, [row(1, 1, 5, tier="old", change="delete"), row(3, 3, 7)])
+    table, rejects = _partition_table(spec, DAY, rows, deletes.drop_columns(["_change"]))
+    kept = [(r["customer_id"], r["_change"], r["loyalty_tier"]) for r in table.to_pylist()]
+    assert kept == [(1, "put", "alive"), (2, "put", "gold"), (3, "delete", "gold")]
+    assert not rejects
+
+
+def test_a_delete_never_removes_a_row_of_another_day(mysql_db):
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data.pop("legacy_copy")
+    data["mysql"]["key"] = ["customer_id", "order_id"]  # the event time is not in the key
+    spec = parse_spec(data)
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        ensure_tables(conn, spec)
+        cur.execute(  # the item moved to OTHER and was merged there first
+            "INSERT INTO orders (customer_id, order_id, created_at, loyalty_tier)"
+            " VALUES (1, 1, '2024-03-02 08:00:00', 'moved')"
+        )
+        conn.commit()
+        load_day(conn, spec, DAY, day_table(spec, [row(1, 1, 5, change="delete")]))
+        result = merge_day(conn, spec, DAY)
+    assert result.deleted == 0
+    assert fetch(mysql_db, "SELECT loyalty_tier FROM orders") == (("moved",),)

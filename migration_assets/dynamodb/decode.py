@@ -358,7 +358,7 @@ def decode_incremental_file(data: bytes, key: str, spec: MigrationSpec) -> Decod
             lacking = pc.and_(keys.is_valid(), child.is_null())
             problem = pc.if_else(lacking, pa.scalar(f"Keys lacks key attribute {name!r}"), problem)
     micros_text = pc.struct_field(table.column("Metadata").combine_chunks(), [0, 0])
-    plain = pc.fill_null(pc.match_substring_regex(micros_text, r"^[0-9]{1,19}$"), False)
+    plain = pc.fill_null(pc.match_substring_regex(micros_text, r"^[0-9]{1,18}$"), False)
     micros = pc.cast(pc.if_else(plain, micros_text, None), pa.int64())
     problem = pc.coalesce(
         pc.if_else(plain, None, pa.scalar("Metadata.WriteTimestampMicros is missing or invalid")),

@@ -151,9 +151,11 @@ def _load_local_infile(cur: Any, spec: MigrationSpec, day: dt.date, table: pa.Ta
         )
         loaded = cur.rowcount
     finally:
-        if writer.is_alive():
+        # the writer may not have reached open() yet when the statement failed early: keep
+        # opening the read end until it has finished (it then gets a broken pipe and exits)
+        while writer.is_alive():
             _unblock_writer(path)
-        writer.join(timeout=60)
+            writer.join(timeout=0.1)
         os.unlink(path)
         os.rmdir(folder)
     if errors:

@@ -78,6 +78,10 @@ class _Sql:
             f" WHERE {chunk} AND {put} AND t.{q(spec.mysql.key[0])} IS NULL"
         )
         self.forget_unmatched = f"DELETE FROM {q(unmatched_table(spec))} WHERE {q(DAY)} = %s"
+        # a delete only touches a target row of its own day: an item moved to another day
+        # keeps the row its put wrote there, whichever day merges first
+        event = q(spec.event_time_column.column)
+        delete += f" AND t.{event} >= s.{q(DAY)} AND t.{event} < s.{q(DAY)} + INTERVAL 1 DAY"
         self.delete_rows = (
             f"DELETE t FROM {target} t JOIN {temp} s ON {join} WHERE {chunk} AND {delete}"
         )

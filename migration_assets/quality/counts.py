@@ -64,10 +64,11 @@ def staged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
 def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
     """Staged puts of the day that the target holds with the merged values, per second.
 
-    Without `legacy_copy` the target's rows of the day come only from the staged puts, so
-    any other target row of the day (one added, or a deleted row still present) is counted
-    too and breaks parity. With `legacy_copy` the target also holds the legacy rows, which
-    `bigint_table_copy`'s own parity covers. In `update_only` mode the rows kept in the
+    With upsert + delete_row and no `legacy_copy`, the target's rows of the day come only
+    from the staged puts, so any other target row of the day (one added, or a deleted row
+    still present) is counted too and breaks parity; other modes keep such rows on purpose.
+    With `legacy_copy` the target also holds the legacy rows, which `bigint_table_copy`'s
+    own parity covers. In `update_only` mode the rows kept in the
     unmatched table count as accounted for: they are reported, not lost.
     """
     event = q(spec.event_time_column.column)
@@ -81,7 +82,12 @@ def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
         f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY s2",
         (day,),
     )
-    if spec.legacy_copy is None:  # every target row of the day must come from the staged puts
+    exclusive = (
+        spec.legacy_copy is None
+        and spec.mysql.mode == "upsert"
+        and spec.mysql.on_delete == "delete_row"
+    )
+    if exclusive:  # then every target row of the day must come from the staged puts
         extras = _grouped(
             conn,
             f"SELECT {_SECOND.format(column=f't.{event}')} AS s2, COUNT(*) "
@@ -131,10 +137,14 @@ def checksum_columns(spec: MigrationSpec) -> tuple[str, ...]:
 def staged_second_checksums(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
     """Per second, the sum of the staged puts' row hashes (what the target must hold)."""
     second = _SECOND.format(column=f"s.{q(spec.event_time_column.column)}")
+    matched_only = ""  # update_only: unmatched puts are reported by the count check instead
+    if spec.mysql.mode == "update_only":
+        join = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.mysql.key)
+        matched_only = f"JOIN {q(spec.mysql.target_table)} t ON {join} "
     return _grouped(
         conn,
         f"SELECT {second} AS s2, SUM({_row_hash('s', checksum_columns(spec))}) "
-        f"FROM {q(spec.mysql.temp_table)} s "
+        f"FROM {q(spec.mysql.temp_table)} s {matched_only}"
         f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY s2",
         (day,),
     )
