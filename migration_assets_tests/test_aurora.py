@@ -495,11 +495,15 @@ def test_clean_staging_job_drops_only_old_days(mysql_db):
     with connection(mysql_db) as conn:
         ensure_tables(conn, spec)
         load_day(conn, spec, DAY, day_table(spec, [row(1, 1), row(2, 2)]))
+        load_day(conn, spec, OTHER, day_table(spec, [row(4, 4, day=OTHER)]))  # not merged yet
         load_day(conn, spec, recent, day_table(spec, [row(3, 3, day=recent)]))
+        for day in (DAY, recent):
+            merge_day(conn, spec, day)
     job = build_clean_staging_job(spec)
     result = job.execute_in_process(resources={"mysql": MySQLResource(url=mysql_db.url)})
     assert result.success and result.output_for_node("clean_staging_days") == 2
-    assert fetch(mysql_db, "SELECT _day FROM orders_stage") == ((recent,),)
+    left = fetch(mysql_db, "SELECT _day FROM orders_stage ORDER BY _day")
+    assert left == ((OTHER,), (recent,))  # the unmerged day survives, however old
 
 
 def test_a_range_run_records_each_days_check_results(

@@ -88,6 +88,19 @@ def unmatched_table_ddl(spec: MigrationSpec) -> str:
     )
 
 
+def merges_table(spec: MigrationSpec) -> str:
+    """Which staged days have been merged (and with how many staged rows)."""
+    return f"{spec.mysql.temp_table[:57]}_merges"
+
+
+def merges_table_ddl(spec: MigrationSpec) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {q(merges_table(spec))} ({q(DAY)} DATE NOT NULL PRIMARY KEY,"
+        " `merged_at` DATETIME NOT NULL, `staged_rows` INT UNSIGNED NOT NULL)"
+        " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    )
+
+
 @dataclass(frozen=True)
 class ColumnInfo:
     name: str
@@ -194,6 +207,11 @@ def ensure_tables(conn: Any, spec: MigrationSpec) -> None:
             + "\n  ".join(problems)
         )
     with conn.cursor() as cur:
-        for ddl in (temp_table_ddl(spec), target_table_ddl(spec), unmatched_table_ddl(spec)):
+        for ddl in (
+            temp_table_ddl(spec),
+            target_table_ddl(spec),
+            unmatched_table_ddl(spec),
+            merges_table_ddl(spec),
+        ):
             cur.execute(ddl)
     conn.commit()

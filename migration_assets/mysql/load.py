@@ -27,7 +27,7 @@ from ..dynamodb.changes import CHANGE
 from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
-from .ddl import DAY, SEQ
+from .ddl import DAY, SEQ, merges_table
 
 LoadMethod = Literal["auto", "local_infile", "insert"]
 _LOCAL_INFILE_REFUSED = {1148, 2068, 3948}  # not allowed / rejected / disabled
@@ -205,6 +205,8 @@ def load_day(
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cur.execute(f"DELETE FROM {q(spec.mysql.temp_table)} WHERE {q(DAY)} = %s", (day,))
         deleted = cur.rowcount
+        # newly staged rows are not merged yet (clean_days must not drop them)
+        cur.execute(f"DELETE FROM {q(merges_table(spec))} WHERE {q(DAY)} = %s", (day,))
         used = method
         if method in ("auto", "local_infile"):
             try:
@@ -223,13 +225,16 @@ def load_day(
 
 
 def clean_days(conn: Any, spec: MigrationSpec, before: dt.date, batch: int = 50_000) -> int:
-    """Delete staging rows of days before `before` in small batches (finished days)."""
+    """Delete staging rows of merged days before `before` in small batches; a day staged but
+    not merged yet (a backfill in flight) is never touched."""
     total = 0
+    merged = f"SELECT {q(DAY)} FROM {q(merges_table(spec))} WHERE {q(DAY)} < %s"
     with conn.cursor() as cur:
         while True:
             cur.execute(
-                f"DELETE FROM {q(spec.mysql.temp_table)} WHERE {q(DAY)} < %s LIMIT {int(batch)}",
-                (before,),
+                f"DELETE FROM {q(spec.mysql.temp_table)} WHERE {q(DAY)} < %s "
+                f"AND {q(DAY)} IN ({merged}) LIMIT {int(batch)}",
+                (before, before),
             )
             conn.commit()
             total += cur.rowcount

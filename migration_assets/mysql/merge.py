@@ -17,7 +17,7 @@ from typing import Any
 from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
-from .ddl import CHANGE, DAY, SEQ, unmatched_table
+from .ddl import CHANGE, DAY, SEQ, merges_table, unmatched_table
 
 DEFAULT_CHUNK_ROWS = 100_000  # ~1 s per chunk here; 0.84x a whole-day statement (bench)
 
@@ -127,6 +127,12 @@ def merge_day(
             result.per_chunk.append(time.perf_counter() - chunk_started)
             if after_chunk:
                 after_chunk(result.chunks)
+        cur.execute(
+            f"REPLACE INTO {q(merges_table(spec))} ({q(DAY)}, `merged_at`, `staged_rows`)"
+            " VALUES (%s, UTC_TIMESTAMP(), %s)",
+            (day, result.staged),
+        )
+        conn.commit()
     result.seconds = time.perf_counter() - started
     return result
 
