@@ -344,7 +344,9 @@ def _build_group(
             outputs = []
             for day, coverage in members:
                 snapshot = spill.read(day)
-                rows, deletes = apply_changes(day, snapshot, changes, spec.event_time_column.column)
+                rows, deletes = apply_changes(
+                    day, snapshot, changes, spec.event_time_column.column, spec.mysql.key
+                )
                 table, duplicates = _partition_table(spec, day, rows, deletes)
                 placed[day] += duplicates
                 census = source_census(day, rows, placed[day], spec)

@@ -263,3 +263,21 @@ def test_incremental_lines_puts_deletes_and_keys_only_deletes():
     assert rows[2]["pk"] == 2 and rows[2]["ts"] is None
     assert [r.line for r in decoded.rejects] == [4]
     assert "WriteTimestampMicros" in decoded.rejects[0].reason
+
+
+def test_a_key_column_changed_within_the_day_leaves_a_delete_for_the_old_key():
+    import pyarrow as pa
+
+    from migration_assets.dynamodb.changes import ORDER, Changes, apply_changes
+
+    spec = make_spec()  # MySQL key (pk, sk, ts): ts is part of the key
+    old = dict(BASE)
+    new = dict(BASE, ts={"N": "1704067260"})  # same item, event time moved a minute later
+    snapshot = decode_full_file(gz_lines(item(**old)), "full", spec).rows.drop_columns(["_line"])
+    line = encode_incremental_line({"pk": {"N": "1"}, "sk": {"S": "a"}}, 10, new, old)
+    decoded = decode_incremental_file(gzip.compress(line), "inc", spec)
+    table = decoded.rows.append_column(ORDER, pa.array([0], pa.int32()))
+    changes = Changes(table, ("pk", "sk"))
+    rows, deletes = apply_changes(dt.date(2024, 1, 1), snapshot, changes, "ts", ("pk", "sk", "ts"))
+    assert [r["ts"].minute for r in rows.to_pylist()] == [1]  # the new key is the row
+    assert [r["ts"].minute for r in deletes.to_pylist()] == [0]  # the old key is deleted

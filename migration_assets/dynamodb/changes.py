@@ -78,12 +78,19 @@ def _last_per_identity(table: pa.Table, ids: pa.Array, order: list[str]) -> pa.T
 
 
 def apply_changes(
-    day: dt.date, snapshot: pa.Table, changes: Changes, event_column: str
+    day: dt.date,
+    snapshot: pa.Table,
+    changes: Changes,
+    event_column: str,
+    key_columns: tuple[str, ...],
 ) -> tuple[pa.Table, pa.Table]:
     """(rows, deletes) of `day`: the snapshot with the chain's changes applied.
 
-    `snapshot` holds the day's rows from the full export (spec columns). Both results have
-    the snapshot's columns; deletes carry the deleted item's last known values in the day.
+    `snapshot` holds the day's rows from the full export (spec columns); `key_columns` are
+    the MySQL key. Both results have the snapshot's columns. Every MySQL key a changed item
+    had in this day (its snapshot row, its images here) other than the key of its final put
+    here leaves as a delete row carrying the last values it had under that key: the item
+    was deleted, moved to another day, or had a key column changed.
     """
     columns = snapshot.column_names
     if not len(changes):
@@ -101,31 +108,33 @@ def apply_changes(
     put_here = latest.filter(pa.array(is_put & (latest_days == day_number)))
     rows = pa.concat_tables([untouched, put_here.select(columns).cast(snapshot.schema)])
 
-    leaving = latest.filter(pa.array(~(is_put & (latest_days == day_number))))
-    if not leaving.num_rows:
-        return rows, snapshot.schema.empty_table()
-    # the last state each leaving item had in this day: a snapshot row or a change's image
     images = changes.table.filter(pc.invert(changes.table.column(KEYS_ONLY)))
     images_here = images.filter(pa.array(event_days(images, event_column) == day_number))
     states = pa.concat_tables(
         [
-            snapshot.append_column(WRITE_MICROS, pa.nulls(snapshot.num_rows, pa.int64())),
+            snapshot.append_column(WRITE_MICROS, pa.array(np.full(snapshot.num_rows, -1))),
             images_here.select(columns)
             .cast(snapshot.schema)
-            .append_column(WRITE_MICROS, images_here.column(WRITE_MICROS)),
+            .append_column(WRITE_MICROS, pc.fill_null(images_here.column(WRITE_MICROS), -1)),
         ]
     )
     state_ids = identity(states, id_columns)
-    states = states.filter(pc.is_in(state_ids, value_set=leaving.column(_ID)))
-    last_states = _last_per_identity(
-        states.set_column(
-            states.schema.get_field_index(WRITE_MICROS),
-            WRITE_MICROS,
-            pc.fill_null(states.column(WRITE_MICROS), -1),
-        ),
-        identity(states, id_columns),
-        [WRITE_MICROS],
+    changed = pc.is_in(state_ids, value_set=latest_ids)
+    states, state_ids = states.filter(changed), state_ids.filter(changed)
+    if not states.num_rows:
+        return rows, snapshot.schema.empty_table()
+    state_keys = identity(states, key_columns)
+    final_keys = identity(put_here, key_columns).take(
+        pc.index_in(state_ids, value_set=identity(put_here, id_columns))
     )
+    gone = pc.fill_null(pc.not_equal(state_keys, final_keys), True)
+    states = states.filter(gone)
+    if not states.num_rows:
+        return rows, snapshot.schema.empty_table()
+    per_key = pc.binary_join_element_wise(
+        identity(states, id_columns), identity(states, key_columns), "\x1e"
+    )
+    last_states = _last_per_identity(states, per_key, [WRITE_MICROS])
     return rows, last_states.select(columns)
 
 
