@@ -1,4 +1,4 @@
-"""The demo's closing summary: each asset's latest materialization per seeded day."""
+"""The demo's closing summary: each asset's latest materialization and check per seeded day."""
 
 from __future__ import annotations
 
@@ -27,3 +27,19 @@ def print_summary(days: list[str], env: dict[str, str]) -> None:
                     k: v.value for k, v in meta.items() if not isinstance(v.value, list | dict)
                 }
                 print(f"  {day}: " + ", ".join(f"{k}={v}" for k, v in list(shown.items())[:6]))
+        print_check_summary(instance, days)
+
+
+def print_check_summary(instance: dg.DagsterInstance, days: list[str]) -> None:
+    """The latest status of every check for each day (the proof of parity, per partition)."""
+    from ..definitions import defs
+
+    keys = list(defs.resolve_asset_graph().asset_check_keys)
+    if not keys:
+        return
+    infos = instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=days)
+    status = {(i.check_key, i.partition_key): i.latest_execution_status.value for i in infos}
+    print("checks:")
+    for key in sorted(keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
+        cells = ", ".join(f"{day}={status.get((key, day), 'not run')}" for day in days)
+        print(f"  {key.asset_key.to_user_string()}.{key.name}: {cells}")
