@@ -414,6 +414,16 @@ def _partition_table(
     return ordered.filter(pa.array(~clash)).cast(partition_schema(spec)), rejects
 
 
+def _same_key_as_previous(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:
+    """For rows 1..n-1 of a key-sorted table: whether the row repeats the previous row's key."""
+    count = ordered.num_rows
+    same = pa.array(np.ones(count - 1, dtype=bool))
+    for name in key:
+        column = ordered.column(name)
+        same = pc.and_(same, pc.equal(column.slice(1), column.slice(0, count - 1)))
+    return pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+
+
 def _shadowed_deletes(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:
     """Deletes whose MySQL key also has a put in the day (sorted before them): the put is
     the row's state, so the merge must not delete it."""
@@ -421,13 +431,8 @@ def _shadowed_deletes(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:
     shadowed = np.zeros(count, dtype=bool)
     if count < 2:
         return shadowed
-    same = pa.array(np.ones(count - 1, dtype=bool))
-    for name in key:
-        column = ordered.column(name)
-        same = pc.and_(same, pc.equal(column.slice(1), column.slice(0, count - 1)))
-    follows = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
     is_put = ordered.column(CHANGE).to_numpy(zero_copy_only=False) == "put"
-    for index in np.flatnonzero(follows) + 1:  # runs of one key are short and rare
+    for index in np.flatnonzero(_same_key_as_previous(ordered, key)) + 1:  # short, rare runs
         shadowed[index] = not is_put[index] and (is_put[index - 1] or shadowed[index - 1])
     return shadowed
 
@@ -437,12 +442,8 @@ def _repeated_puts(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:
     count = ordered.num_rows
     if count < 2:
         return np.zeros(count, dtype=bool)
-    same = pc.equal(ordered.column(CHANGE).slice(1), ordered.column(CHANGE).slice(0, count - 1))
-    for name in key:
-        column = ordered.column(name)
-        same = pc.and_(same, pc.equal(column.slice(1), column.slice(0, count - 1)))
-    same = pc.and_(same, pc.equal(ordered.column(CHANGE).slice(1), "put"))
-    pairs = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    is_put = ordered.column(CHANGE).to_numpy(zero_copy_only=False) == "put"
+    pairs = _same_key_as_previous(ordered, key) & is_put[1:] & is_put[:-1]
     clash = np.zeros(count, dtype=bool)
     clash[1:] |= pairs
     clash[:-1] |= pairs

@@ -38,6 +38,11 @@ def _event_index(spec: MigrationSpec) -> str:
     return f"KEY {q('by_' + name[:60])} ({q(name)})"
 
 
+def key_join(spec: MigrationSpec) -> str:
+    """`t.k1 = s.k1 AND ...`: a target row (`t`) matched to a staged row (`s`) by mysql.key."""
+    return " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.mysql.key)
+
+
 def temp_table_ddl(spec: MigrationSpec) -> str:
     columns = [_column_sql(c, spec) for c in spec.columns]
     return (

@@ -17,7 +17,7 @@ from typing import Any
 from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
-from .ddl import CHANGE, DAY, SEQ, merges_table, unmatched_table
+from .ddl import CHANGE, DAY, SEQ, key_join, merges_table, unmatched_table
 
 DEFAULT_CHUNK_ROWS = 100_000  # ~1 s per chunk here; 0.84x a whole-day statement (bench)
 
@@ -45,7 +45,7 @@ class _Sql:
         self.spec = spec
         temp, target = q(spec.mysql.temp_table), q(spec.mysql.target_table)
         names = [c.column for c in spec.columns]
-        join = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.mysql.key)
+        join = key_join(spec)
         chunk = f"s.{q(DAY)} = %s AND s.{q(SEQ)} BETWEEN %s AND %s"
         put, delete = f"s.{q(CHANGE)} = 'put'", f"s.{q(CHANGE)} = 'delete'"
         selected = ", ".join(f"s.{q(n)}" for n in names)

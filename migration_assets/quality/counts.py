@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from ..dynamodb.changes import CHANGE, epoch_seconds
 from ..identifiers import quote_identifier as q
-from ..mysql.ddl import DAY, unmatched_table
+from ..mysql.ddl import DAY, key_join, unmatched_table
 from ..spec import MigrationSpec
 
 SecondCounts = dict[int, int]  # epoch second -> rows
@@ -73,7 +73,7 @@ def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
     """
     event = q(spec.event_time_column.column)
     second = _SECOND.format(column=f"s.{event}")
-    join = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.mysql.key)
+    join = key_join(spec)
     same = "".join(f" AND t.{q(u)} <=> s.{q(u)}" for u in spec.mysql.update_columns)
     counts = _grouped(
         conn,
@@ -139,7 +139,7 @@ def staged_second_checksums(conn: Any, spec: MigrationSpec, day: dt.date) -> Sec
     second = _SECOND.format(column=f"s.{q(spec.event_time_column.column)}")
     matched_only = ""  # update_only: unmatched puts are reported by the count check instead
     if spec.mysql.mode == "update_only":
-        join = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.mysql.key)
+        join = key_join(spec)
         matched_only = f"JOIN {q(spec.mysql.target_table)} t ON {join} "
     return _grouped(
         conn,
@@ -153,7 +153,7 @@ def staged_second_checksums(conn: Any, spec: MigrationSpec, day: dt.date) -> Sec
 def target_second_checksums(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
     """Per second, the sum of the target rows' hashes at the staged puts' keys."""
     second = _SECOND.format(column=f"s.{q(spec.event_time_column.column)}")
-    join = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.mysql.key)
+    join = key_join(spec)
     return _grouped(
         conn,
         f"SELECT {second} AS s2, SUM({_row_hash('t', checksum_columns(spec))}) "
@@ -169,7 +169,7 @@ def differing_keys(
     """Drill-down for one mismatching second: staged puts whose target row is missing or
     holds other merged values, with both sides' values."""
     event = q(spec.event_time_column.column)
-    join = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.mysql.key)
+    join = key_join(spec)
     differs = " OR ".join(
         [f"t.{q(spec.mysql.key[0])} IS NULL"]
         + [f"NOT (t.{q(u)} <=> s.{q(u)})" for u in spec.mysql.update_columns]
