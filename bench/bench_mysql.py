@@ -27,14 +27,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import yaml
+from bench_server import bench_database
 
-from migration_assets.devstack.mysql_server import start_throwaway_mysql
-from migration_assets.devstack.processes import stop_pid
 from migration_assets.mysql.connection import (
     MySQLSettings,
     connection,
-    ensure_database,
-    parse_mysql_url,
 )
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.load import load_day, tsv_chunks
@@ -171,25 +168,12 @@ def main() -> int:
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    server = None
-    folder = tempfile.mkdtemp(prefix="bench-mysql-")
-    try:
-        if os.environ.get("MIGRATION_MYSQL_URL"):
-            settings = parse_mysql_url(os.environ["MIGRATION_MYSQL_URL"]).with_database(
-                "bench_mysql"
-            )
-        else:
-            server = start_throwaway_mysql(Path(folder))
-            settings = MySQLSettings("127.0.0.1", server.port, "root", "", "bench_mysql")
-        ensure_database(settings)
+    with bench_database("bench_mysql") as settings:
         result = run(settings, args.rows, args.repeat, args.chunk_rows)
-        print(json.dumps(result), flush=True)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
-    finally:
-        if server is not None:
-            stop_pid(server.pid, timeout_s=60)
+    print(json.dumps(result), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

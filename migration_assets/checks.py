@@ -17,10 +17,13 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from dagster_aws.s3 import S3Resource
 
 from .days import parse_day
-from .mysql.ddl import table_columns
+from .mysql.catalog import table_columns
+from .mysql.legacy import legacy_key
 from .parquet_store import read_census, read_manifest, read_partition, read_rejects
 from .quality.counts import (
+    copied_second_counts,
     differing_keys,
+    legacy_second_counts,
     merged_second_counts,
     mysql_id_types,
     parquet_second_counts,
@@ -232,6 +235,14 @@ def build_checks(
 
         return _result(context, run)
 
+    def new_table_ids(conn: Any) -> dict[str, str | None]:
+        """Types of the spec's ids and the widened legacy columns the new table has."""
+        present = table_columns(conn, spec.mysql.target_table)
+        names = spec_ids + tuple(n for n in spec.id_columns if n not in spec_ids and n in present)
+        if spec.legacy_copy:  # every widened legacy column must be there, and BIGINT
+            names += tuple(n for n in spec.legacy_copy.bigint_columns if n not in names)
+        return mysql_id_types(conn, spec.mysql.target_table, names)
+
     @dg.asset_check(
         asset="target_table",
         name=SCHEMA,
@@ -247,13 +258,65 @@ def build_checks(
     ) -> dg.AssetCheckResult:
         def run(day: str) -> Validation:
             with mysql.connect() as conn:
-                present = table_columns(conn, spec.mysql.target_table)
-                names = spec_ids + tuple(
-                    n for n in spec.id_columns if n not in spec_ids and n in present
-                )
-                types = mysql_id_types(conn, spec.mysql.target_table, names)
-            return bigint_ids(types, spec.mysql.target_table)
+                return bigint_ids(new_table_ids(conn), spec.mysql.target_table)
 
         return _result(context, run)
 
-    return [parquet_parity, staged_parity, merged_parity, merged_checksums, staged_ids, target_ids]
+    checks = [parquet_parity, staged_parity, merged_parity, merged_checksums, staged_ids]
+    return [
+        *checks,
+        target_ids,
+        *(_copy_checks(spec, partitions, new_table_ids) if spec.legacy_copy else []),
+    ]
+
+
+def _copy_checks(
+    spec: MigrationSpec,
+    partitions: dg.PartitionsDefinition,
+    new_table_ids: Callable[[Any], dict[str, str | None]],
+) -> list[dg.AssetChecksDefinition]:
+    assert spec.legacy_copy is not None
+    source, target = spec.legacy_copy.source_table, spec.mysql.target_table
+
+    @dg.asset_check(
+        asset="bigint_table_copy",
+        name=PARITY,
+        blocking=True,
+        partitions_def=partitions,
+        description=(
+            f"Rows per second of `{spec.legacy_copy.time_column}`: the legacy table's rows of "
+            f"the day equal the rows `{target}` holds from it (ids the legacy type can hold), "
+            "plus legacy rows a merge deleted on purpose (tombstones)."
+        ),
+    )
+    def copy_parity(
+        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
+    ) -> dg.AssetCheckResult:
+        def run(day: str) -> Validation:
+            with mysql.connect() as conn:
+                expected = legacy_second_counts(conn, spec, parse_day(day))
+                observed = copied_second_counts(conn, spec, parse_day(day), legacy_key(conn, spec))
+            return second_count_parity(expected, observed, f"{source} -> {target}")
+
+        return _result(context, run)
+
+    @dg.asset_check(
+        asset="bigint_table_copy",
+        name=SCHEMA,
+        blocking=True,
+        partitions_def=partitions,
+        description=(
+            f"legacy_copy.bigint_columns ({', '.join(spec.legacy_copy.bigint_columns)}) and the "
+            f"spec's bigint columns are BIGINT in `{target}`."
+        ),
+    )
+    def copy_ids(
+        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
+    ) -> dg.AssetCheckResult:
+        def run(day: str) -> Validation:
+            with mysql.connect() as conn:
+                return bigint_ids(new_table_ids(conn), target)
+
+        return _result(context, run)
+
+    return [copy_parity, copy_ids]

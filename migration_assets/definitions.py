@@ -1,7 +1,7 @@
 """The code location: `defs`, built from the migration spec (`MIGRATION_SPEC`).
 
-Only assets that do their whole job are registered; the remaining hops of DESIGN.md join
-here as they are built.
+`bigint_table_copy` and its jobs (catch-up, cutover) are present when the spec has a
+`legacy_copy` section.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dagster as dg
 
 from .assets.aurora import build_aurora_assets, build_clean_staging_job
 from .assets.dynamodb_export import build_dynamodb_export
+from .assets.legacy_copy import build_bigint_table_copy, build_legacy_jobs
 from .assets.parquet_partitions import build_parquet_partitions
 from .checks import build_checks
 from .partitions import daily_partitions
@@ -28,6 +29,7 @@ def build_assets(spec: MigrationSpec) -> list[dg.AssetsDefinition | dg.AssetChec
         build_dynamodb_export(spec, partitions),
         build_parquet_partitions(spec, partitions),
         *build_aurora_assets(spec, partitions),
+        *([build_bigint_table_copy(spec, partitions)] if spec.legacy_copy else []),
     ]
 
 
@@ -39,7 +41,10 @@ def build_definitions(
     return dg.Definitions(
         assets=definitions,
         sensors=[build_export_sensor(spec, daily_partitions(spec), asset_keys)],
-        jobs=[build_clean_staging_job(spec)],
+        jobs=[
+            build_clean_staging_job(spec),
+            *(build_legacy_jobs(spec) if spec.legacy_copy else []),
+        ],
         resources=resources or default_resources(),
         executor=dg.in_process_executor,
     )

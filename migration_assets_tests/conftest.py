@@ -93,5 +93,19 @@ def spec(bucket: str) -> MigrationSpec:
 
 
 @pytest.fixture
+def resources(stack: StackState, mysql_db: MySQLSettings) -> dict:
+    """The code location's resources, pointed at the local stack and this test's database."""
+    from dagster_aws.s3 import S3Resource
+
+    from migration_assets.resources import DynamoDBResource, MySQLResource
+
+    return {
+        "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
+        "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
+        "mysql": MySQLResource(url=mysql_db.url),
+    }
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]

@@ -11,20 +11,15 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 import yaml
-from dagster_aws.s3 import S3Resource
 
 from migration_assets.devstack.seed import seed
+from migration_assets.mysql.catalog import SchemaConflictError, primary_key, table_columns
 from migration_assets.mysql.connection import connection
-from migration_assets.mysql.ddl import (
-    SchemaConflictError,
-    ensure_tables,
-    primary_key,
-    table_columns,
-)
+from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.merge import merge_day
 from migration_assets.parquet_store import partition_schema, read_manifest
-from migration_assets.resources import DynamoDBResource, MySQLResource
+from migration_assets.resources import MySQLResource
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 from migration_assets_tests.helpers import assets_named
 
@@ -102,7 +97,8 @@ def test_a_conflicting_target_is_refused_and_left_alone(mysql_db):
     assert "'customer_id' is int" in message and "must be BIGINT" in message
     assert "'attrs' is missing" in message
     assert "decimal(10,2)" in message
-    assert "primary key is (id)" in message
+    assert "no primary or unique key on the spec's mysql.key" in message
+    assert "PRIMARY (id)" in message
 
 
 @pytest.mark.parametrize("method", ["local_infile", "insert"])
@@ -273,7 +269,7 @@ PIPELINE = ("dynamodb_export", "parquet_partitions", "aurora_temp_table", "targe
 
 
 @pytest.fixture
-def pipeline(spec, stack, mysql_db, s3_client, dynamodb_client):
+def pipeline(spec, resources, mysql_db, s3_client, dynamodb_client):
     """Seed days into the test's bucket; return (resources, assets and checks of the chain)."""
 
     def make(days: list[str], items_per_day: int, spec=spec):
@@ -281,15 +277,10 @@ def pipeline(spec, stack, mysql_db, s3_client, dynamodb_client):
             spec,
             s3=s3_client,
             dynamodb=dynamodb_client,
-            mysql=None,
+            mysql=mysql_db,  # the legacy table: the target derives from it
             days=[dt.date.fromisoformat(d) for d in days],
             items_per_day=items_per_day,
         )
-        resources = {
-            "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
-            "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
-            "mysql": MySQLResource(url=mysql_db.url),
-        }
         return resources, assets_named(spec, *PIPELINE, with_checks=True)
 
     return make
@@ -435,7 +426,8 @@ def test_bigint_id_schema_fails_on_an_int_target(spec, stack, mysql_db):
         e for e in result.get_asset_check_evaluations() if e.check_name == "bigint_id_schema"
     )
     assert not schema.passed
-    assert schema.metadata["not_bigint"].value == {"customer_id": "int"}
+    # with legacy_copy, the widened legacy id must be there too
+    assert schema.metadata["not_bigint"].value == {"customer_id": "int", "id": "(missing)"}
 
 
 def test_lock_wait_timeouts_are_retried_and_other_errors_are_not(mysql_db):
@@ -507,22 +499,17 @@ def test_clean_staging_job_drops_only_old_days(mysql_db):
 
 
 def test_a_range_run_records_each_days_check_results(
-    spec, stack, mysql_db, s3_client, dynamodb_client
+    spec, resources, mysql_db, s3_client, dynamodb_client
 ):
     days = ["2023-01-01", "2023-01-02"]
     seed(
         spec,
         s3=s3_client,
         dynamodb=dynamodb_client,
-        mysql=None,
+        mysql=mysql_db,  # the legacy table: the target derives from it
         days=[dt.date.fromisoformat(d) for d in days],
         items_per_day=150,
     )
-    resources = {
-        "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
-        "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
-        "mysql": MySQLResource(url=mysql_db.url),
-    }
     instance = dg.DagsterInstance.ephemeral()
     for day in days:
         assert dg.materialize(
@@ -577,7 +564,7 @@ def test_a_failed_blocking_check_stops_downstream_and_the_cli_exits_non_zero(
         spec,
         s3=s3_client,
         dynamodb=dynamodb_client,
-        mysql=None,
+        mysql=mysql_db,  # the legacy table: the target derives from it
         days=[dt.date(2023, 1, 1)],
         items_per_day=200,
     )  # every id fits INT at this size

@@ -10,24 +10,18 @@ import sys
 
 import dagster as dg
 import pytest
-from dagster_aws.s3 import S3Resource
 
 from migration_assets.coverage_store import load_coverage
-from migration_assets.definitions import build_assets, defs
+from migration_assets.definitions import defs
 from migration_assets.devstack.seed import seed
 from migration_assets.dynamodb.layout import CorruptExportError
-from migration_assets.resources import DynamoDBResource, MySQLResource
+from migration_assets_tests.helpers import assets_named
 
 DAYS = [dt.date(2023, 1, 1), dt.date(2023, 1, 2)]
 
 
-@pytest.fixture
-def resources(stack, mysql_db):
-    return {
-        "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),
-        "dynamodb": DynamoDBResource(endpoint_url=stack.aws_endpoint_url),
-        "mysql": MySQLResource(url=mysql_db.url),
-    }
+def export_asset(spec):
+    return assets_named(spec, "dynamodb_export")
 
 
 def test_module_defs_have_contract_keys_and_daily_utc_partitions():
@@ -66,7 +60,7 @@ def test_dynamodb_export_records_the_covering_exports(spec, resources, s3_client
     report = seed(
         spec, s3=s3_client, dynamodb=dynamodb_client, mysql=None, days=DAYS, items_per_day=300
     )
-    result = dg.materialize(build_assets(spec), partition_key="2023-01-02", resources=resources)
+    result = dg.materialize(export_asset(spec), partition_key="2023-01-02", resources=resources)
     assert result.success
     meta = result.asset_materializations_for_node("dynamodb_export")[0].metadata
     assert meta["full_export_id"].value == report.full_export_id
@@ -79,7 +73,7 @@ def test_dynamodb_export_records_the_covering_exports(spec, resources, s3_client
     recorded = load_coverage(s3_client, spec, "2023-01-02")
     assert recorded is not None and recorded.export_ids[0] == report.full_export_id
 
-    again = dg.materialize(build_assets(spec), partition_key="2023-01-01", resources=resources)
+    again = dg.materialize(export_asset(spec), partition_key="2023-01-01", resources=resources)
     assert (
         again.asset_materializations_for_node("dynamodb_export")[0]
         .metadata["exports_verified_now"]
@@ -102,14 +96,14 @@ def test_dynamodb_export_refuses_a_corrupt_export_naming_the_file(
         Bucket=spec.s3.bucket, Key=victim, Body=b"not the bytes the manifest hashed"
     )
     with pytest.raises(CorruptExportError, match=victim.split("/")[-1]):
-        dg.materialize(build_assets(spec), partition_key="2023-01-01", resources=resources)
+        dg.materialize(export_asset(spec), partition_key="2023-01-01", resources=resources)
     assert load_coverage(s3_client, spec, "2023-01-01") is None  # nothing recorded for the day
 
 
 def test_a_day_without_exports_fails_clearly(spec, resources, s3_client):
     s3_client.put_object(Bucket=spec.s3.bucket, Key="unrelated", Body=b"")
     result = dg.materialize(
-        build_assets(spec), partition_key="2023-01-01", resources=resources, raise_on_error=False
+        export_asset(spec), partition_key="2023-01-01", resources=resources, raise_on_error=False
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)

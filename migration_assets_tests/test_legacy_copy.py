@@ -1,92 +1,368 @@
-"""The INT(11) -> BIGINT copy core against a real MariaDB (the asset comes with issue 6)."""
+"""The INT(11) -> BIGINT copy, its tail and the cutover against a real MariaDB."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
 import yaml
 
+from migration_assets.mysql.catalog import SchemaConflictError, primary_key, table_columns
 from migration_assets.mysql.connection import connection
-from migration_assets.mysql.ddl import SchemaConflictError, primary_key, table_columns
-from migration_assets.mysql.legacy import copy_day, copy_target_ddl
+from migration_assets.mysql.cutover import CutoverRefused, cutover
+from migration_assets.mysql.ddl import ensure_tables
+from migration_assets.mysql.legacy import catch_up, copy_day, legacy_key
+from migration_assets.quality.counts import copied_second_counts, legacy_second_counts
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 
 DAY = dt.date(2024, 3, 1)
 INT_MAX = 2**31 - 1
+COLUMNS = "id, customer_id, order_id, created_at, amount, attrs"
 
 
-def legacy_spec():
-    return parse_spec(yaml.safe_load(EXAMPLE_SPEC.read_text()))
+def legacy_spec(start="2023-01-01", target="orders", **changes):
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data["legacy_copy"].update(changes)
+    data["partitions"]["start"] = start
+    data["mysql"]["target_table"] = target
+    return parse_spec(data)
 
 
-def rows(settings, sql):
+def rows(settings, sql, params=()):
     with connection(settings) as conn, conn.cursor() as cur:
-        cur.execute(sql)
+        cur.execute(sql, params)
         return cur.fetchall()
+
+
+def wait_for(condition, timeout_s=60.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def execute(settings, sql, params=()):
+    with connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        conn.commit()
+
+
+def connector(settings):
+    return lambda: connection(settings)
+
+
+EDGE_ROWS = [
+    (1, INT_MAX, 1, "2024-03-01 00:00:00", Decimal("1.5000"), '{"a": 1}'),  # first second
+    (2, 7, 2, "2024-03-01 23:59:59", None, None),  # last second, NULLs
+    (3, 7, 3, "2024-02-29 23:59:59", Decimal("2.0000"), None),  # the day before
+    (4, 7, 4, "2024-03-02 00:00:00", Decimal("2.0000"), None),  # the day after
+    (5, 9, 5, "2024-03-01 12:00:00", Decimal("-3.0000"), "[]"),
+    (INT_MAX, 8, 6, "2024-03-01 12:00:00", Decimal("3.0000"), None),  # the largest INT id
+]
 
 
 @pytest.fixture
 def legacy_table(mysql_db):
+    """A legacy table like the field's: signed INT(11) ids, INT customer and order ids."""
+    execute(
+        mysql_db,
+        "CREATE TABLE table01 (id INT(11) NOT NULL AUTO_INCREMENT,"
+        " customer_id INT(11) NOT NULL, order_id INT(11) NOT NULL,"
+        " created_at DATETIME NOT NULL, amount DECIMAL(18,4), attrs JSON,"
+        " PRIMARY KEY (id), KEY by_time (created_at))",
+    )
     with connection(mysql_db) as conn, conn.cursor() as cur:
-        cur.execute(
-            "CREATE TABLE table01 (id INT(11) UNSIGNED NOT NULL AUTO_INCREMENT,"
-            " customer_id INT(11) NOT NULL, order_id INT(11) NOT NULL,"
-            " created_at DATETIME NOT NULL, amount DECIMAL(18,4), attrs JSON,"
-            " PRIMARY KEY (id), KEY by_time (created_at))"
-        )
         cur.executemany(
-            "INSERT INTO table01 (id, customer_id, order_id, created_at, amount, attrs)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            [
-                (1, INT_MAX, 1, "2024-03-01 00:00:00", Decimal("1.5000"), '{"a": 1}'),
-                (2, 7, 2, "2024-03-01 23:59:59", None, None),
-                (3, 7, 3, "2024-02-29 23:59:59", Decimal("2.0000"), None),  # the day before
-                (2**32 - 1, 8, 4, "2024-03-01 12:00:00", Decimal("3.0000"), None),  # > 2^31
-            ],
+            f"INSERT INTO table01 ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)", EDGE_ROWS
         )
         conn.commit()
     return mysql_db
 
 
-def test_the_new_table_widens_ids_and_adds_the_merged_columns(legacy_table):
+def make_room_for_new_ids(settings):
+    """The live tests' application inserts with AUTO_INCREMENT: drop the max-id row."""
+    execute(settings, f"DELETE FROM table01 WHERE id = {INT_MAX}")
+    execute(settings, "ALTER TABLE table01 AUTO_INCREMENT = 1")  # back to MAX(id) + 1
+
+
+def same_rows(settings, where="TRUE"):
+    """The legacy rows and the new table's copied rows, side by side."""
+    legacy = rows(settings, f"SELECT {COLUMNS} FROM table01 WHERE {where} ORDER BY id")
+    copied = rows(
+        settings, f"SELECT {COLUMNS} FROM orders WHERE id <= {INT_MAX} AND {where} ORDER BY id"
+    )
+    return legacy, copied
+
+
+def test_the_new_table_widens_ids_adds_merged_columns_and_numbers_new_rows_above_int(
+    legacy_table,
+):
     spec = legacy_spec()
-    with connection(legacy_table) as conn, conn.cursor() as cur:
-        cur.execute(copy_target_ddl(conn, spec))
+    with connection(legacy_table) as conn:
+        ensure_tables(conn, spec)
         columns = table_columns(conn, "orders")
         assert primary_key(conn, "orders") == ["id"]
-    assert (
-        columns["id"].column_type.startswith("bigint") and "unsigned" in columns["id"].column_type
+        assert legacy_key(conn, spec).limit == INT_MAX
+    assert {n: columns[n].data_type for n in ("id", "customer_id", "order_id")} == dict.fromkeys(
+        ("id", "customer_id", "order_id"), "bigint"
     )
-    assert columns["customer_id"].data_type == "bigint"
-    assert columns["order_id"].data_type == "bigint"
+    assert columns["id"].auto_increment
     assert columns["loyalty_tier"].nullable  # the merged DynamoDB attribute, added
     unique = rows(legacy_table, "SHOW INDEX FROM orders WHERE Key_name = 'merge_key'")
     assert [r[4] for r in unique] == ["customer_id", "order_id", "created_at"]
+    execute(
+        legacy_table,
+        "INSERT INTO orders (customer_id, order_id, created_at) VALUES (1, 1, '2024-03-01')",
+    )
+    assert rows(legacy_table, "SELECT id FROM orders")[0][0] == INT_MAX + 1  # never a legacy id
 
 
-def test_a_day_is_copied_exactly_and_a_rerun_changes_nothing(legacy_table):
+@pytest.mark.parametrize("chunk_rows, connections", [(2, 3), (200_000, 1)])
+def test_a_day_is_copied_exactly_and_a_rerun_changes_nothing(legacy_table, chunk_rows, connections):
+    spec = legacy_spec()
+    with connection(legacy_table) as conn:
+        ensure_tables(conn, spec)
+    first = copy_day(
+        connector(legacy_table), spec, DAY, chunk_rows=chunk_rows, connections=connections
+    )
+    execute(legacy_table, "UPDATE orders SET loyalty_tier = 'merged' WHERE id = 1")  # a merge
+    again = copy_day(connector(legacy_table), spec, DAY, chunk_rows=chunk_rows)
+    assert first.rows == again.rows == 4
+    assert first.chunks == (3 if chunk_rows == 2 else 1)  # 00:00, 12:00 (x2), 23:59:59
+    legacy, copied = same_rows(
+        legacy_table, "created_at >= '2024-03-01' AND created_at < '2024-03-02'"
+    )
+    assert copied == legacy and len(copied) == 4  # day edges in, neighbours out, NULLs kept
+    assert rows(legacy_table, "SELECT COUNT(*) FROM orders")[0][0] == 4
+    assert rows(legacy_table, "SELECT loyalty_tier FROM orders WHERE id = 1")[0][0] == "merged"
+    with connection(legacy_table) as conn:
+        key = legacy_key(conn, spec)
+        assert copied_second_counts(conn, spec, DAY, key) == legacy_second_counts(conn, spec, DAY)
+
+
+def test_rows_inserted_during_the_copy_are_caught_up_exactly(legacy_table):
+    spec = legacy_spec()
+    make_room_for_new_ids(legacy_table)
+    with connection(legacy_table) as conn:
+        ensure_tables(conn, spec)
+    with connection(legacy_table) as conn, conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO table01 ({COLUMNS}) VALUES (%s, %s, %s, %s, NULL, NULL)",
+            [
+                (100 + i, 1, 100 + i, f"2024-03-01 10:{i // 60:02d}:{i % 60:02d}")
+                for i in range(600)
+            ],
+        )
+        conn.commit()
+    stop = threading.Event()
+    written: list[int] = []
+
+    def application():  # the live application keeps inserting rows of that day and the next
+        with connection(legacy_table) as conn, conn.cursor() as cur:
+            while not stop.is_set():
+                cur.execute(
+                    "INSERT INTO table01 (customer_id, order_id, created_at) VALUES (2, %s, %s)",
+                    (
+                        len(written),
+                        "2024-03-01 18:00:00" if len(written) % 2 else "2024-03-02 01:00:00",
+                    ),
+                )
+                conn.commit()
+                written.append(cur.lastrowid)
+
+    writer = threading.Thread(target=application)
+    writer.start()
+    try:
+        wait_for(lambda: len(written) >= 5)
+        copy_day(connector(legacy_table), spec, DAY, chunk_rows=50, connections=2)
+        wait_for(lambda: len(written) >= 40)  # rows that arrived after the day was copied
+    finally:
+        stop.set()
+        writer.join()
+    with connection(legacy_table) as conn:
+        tail = catch_up(conn, spec, chunk_rows=7)
+    assert tail.rows > 0 and tail.rows_behind == 0 and tail.lag_seconds == 0
+    assert tail.copied_through == max(written)
+    legacy, copied = same_rows(
+        legacy_table, "created_at >= '2024-03-01' AND created_at < '2024-03-02'"
+    )
+    assert copied == legacy
+    with connection(legacy_table) as conn:
+        assert catch_up(conn, spec).rows == 0  # nothing new: nothing copied
+
+
+def test_two_days_copy_concurrently(legacy_table):
     spec = legacy_spec()
     with connection(legacy_table) as conn, conn.cursor() as cur:
-        cur.execute(copy_target_ddl(conn, spec))
-        first = copy_day(conn, spec, DAY, chunk_rows=2)
-        cur.execute("UPDATE orders SET loyalty_tier = 'merged' WHERE id = 1")  # target_table
+        ensure_tables(conn, spec)
+        cur.executemany(
+            f"INSERT INTO table01 ({COLUMNS}) VALUES (%s, 3, %s, %s, NULL, NULL)",
+            [(1000 + i, i, f"2024-03-0{2 + i % 2} {i % 24:02d}:00:00") for i in range(2000)],
+        )
         conn.commit()
-        again = copy_day(conn, spec, DAY, chunk_rows=2)
-    assert first.rows == again.rows == 3
+    days = [dt.date(2024, 3, 2), dt.date(2024, 3, 3)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(
+            pool.map(lambda d: copy_day(connector(legacy_table), spec, d, chunk_rows=100), days)
+        )
+    assert [d.rows for d in done] == [1001, 1000]  # the day after EDGE_ROWS' day has row 4
+    legacy, copied = same_rows(
+        legacy_table, "created_at >= '2024-03-02' AND created_at < '2024-03-04'"
+    )
+    assert copied == legacy and len(copied) == 2001
+
+
+def test_a_row_the_merge_deleted_stays_deleted_and_parity_holds(legacy_table):
+    from migration_assets.mysql.merge import merge_day
+
+    spec = legacy_spec()
+    with connection(legacy_table) as conn, conn.cursor() as cur:
+        ensure_tables(conn, spec)
+        copy_day(connector(legacy_table), spec, DAY)
+        cur.execute(  # DynamoDB deleted the item of row 5: staged as a delete of the day
+            "INSERT INTO orders_stage (_day, _seq, _change, customer_id, order_id, created_at)"
+            " VALUES (%s, 1, 'delete', 9, 5, '2024-03-01 12:00:00')",
+            (DAY,),
+        )
+        conn.commit()
+        assert merge_day(conn, spec, DAY).deleted == 1
+    copy_day(connector(legacy_table), spec, DAY)  # a re-copy does not bring it back
+    assert rows(legacy_table, "SELECT COUNT(*) FROM orders WHERE id = 5")[0][0] == 0
+    with connection(legacy_table) as conn:
+        key = legacy_key(conn, spec)
+        assert copied_second_counts(conn, spec, DAY, key) == legacy_second_counts(conn, spec, DAY)
+
+
+def test_a_missing_bigint_column_or_a_wide_key_is_refused(legacy_table):
+    spec = legacy_spec(bigint_columns=["id", "no_such_column"])
+    with connection(legacy_table) as conn, pytest.raises(SchemaConflictError, match="no_such"):
+        ensure_tables(conn, spec)
+    spec = legacy_spec(bigint_columns=["customer_id"])  # the key must be widened too
+    with connection(legacy_table) as conn, pytest.raises(SchemaConflictError, match="INT-family"):
+        ensure_tables(conn, spec)
+
+
+TODAY = dt.date(2024, 3, 4)  # the cutover's "today": the tests' days end here
+
+
+def _copied_world(settings, target="orders"):
+    """Every day from the first legacy row to TODAY copied, TODAY with 48 more rows."""
+    spec = legacy_spec(start="2024-02-29", target=target)
+    make_room_for_new_ids(settings)
+    today = TODAY
+    with connection(settings) as conn, conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO table01 ({COLUMNS}) VALUES (%s, 4, %s, %s, NULL, NULL)",
+            [(200 + i, i, dt.datetime.combine(today, dt.time(i % 24))) for i in range(48)],
+        )
+        conn.commit()
+        ensure_tables(conn, spec)
+    for offset in range((today - spec.partitions.start).days + 1):
+        copy_day(
+            connector(settings), spec, spec.partitions.start + dt.timedelta(offset), chunk_rows=10
+        )
+    return spec, today
+
+
+def test_cutover_swaps_atomically_and_keeps_the_old_table(legacy_table):
+    spec, today = _copied_world(legacy_table)
+    execute(  # a late row: copied by the final catch-up
+        legacy_table,
+        "INSERT INTO table01 (customer_id, order_id, created_at) VALUES (5, 1, %s)",
+        (dt.datetime.combine(today, dt.time(12)),),
+    )
+    legacy_before = rows(legacy_table, f"SELECT {COLUMNS} FROM table01 ORDER BY id")
+    done = cutover(connector(legacy_table), spec, verify_days=2, today=today)
+    assert done.old_table == "table01_old" and done.verified_days == [
+        today.isoformat(),
+        (today - dt.timedelta(days=1)).isoformat(),
+    ]
+    assert done.caught_up_rows == 1 and done.final_rows == 0
+    with connection(legacy_table) as conn:
+        assert table_columns(conn, "table01")["id"].data_type == "bigint"  # the new table
+        assert table_columns(conn, "table01_old")["id"].data_type == "int"  # kept
+        assert "loyalty_tier" in table_columns(conn, "table01")
+        assert not table_columns(conn, "orders")
+    assert rows(legacy_table, f"SELECT {COLUMNS} FROM table01_old ORDER BY id") == legacy_before
     copied = rows(
         legacy_table,
-        "SELECT id, customer_id, created_at, amount, loyalty_tier FROM orders ORDER BY id",
+        f"SELECT {COLUMNS} FROM table01 WHERE created_at >= %s ORDER BY id",
+        (dt.datetime.combine(today, dt.time()),),
     )
-    assert [(r[0], r[1]) for r in copied] == [(1, INT_MAX), (2, 7), (2**32 - 1, 8)]
-    assert copied[1][3] is None  # NULLs survive
-    assert copied[0][4] == "merged"  # the copy never overwrites merged columns
+    assert list(copied) == [
+        r for r in legacy_before if r[3] >= dt.datetime.combine(today, dt.time())
+    ]
+    # afterwards the copy refuses to run: the spec must now name the swapped table
+    with connection(legacy_table) as conn, pytest.raises(SchemaConflictError, match="cutover"):
+        ensure_tables(conn, spec)
 
 
-def test_a_missing_bigint_column_is_refused(legacy_table):
-    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
-    data["legacy_copy"]["bigint_columns"] = ["id", "no_such_column"]
-    spec = parse_spec(data)
-    with connection(legacy_table) as conn, pytest.raises(SchemaConflictError, match="no_such"):
-        copy_target_ddl(conn, spec)
+@pytest.mark.parametrize("target", ["orders", "zz_orders"])
+def test_a_write_waiting_on_the_cutover_lands_in_the_new_table(legacy_table, target):
+    spec, today = _copied_world(legacy_table, target)
+    landed: list[int] = []
+
+    def application():
+        with connection(legacy_table) as app, app.cursor() as cur:
+            cur.execute(
+                "INSERT INTO table01 (customer_id, order_id, created_at) VALUES (6, 1, %s)",
+                (dt.datetime.combine(today, dt.time(13)),),
+            )
+            app.commit()
+            landed.append(cur.lastrowid)
+
+    writer = threading.Thread(target=application)
+
+    def application_writes_while_locked():
+        writer.start()
+        wait_for(  # the application's INSERT is queued behind the cutover's write lock
+            lambda: (
+                rows(
+                    legacy_table,
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+                    " WHERE INFO LIKE 'INSERT INTO table01%%' AND STATE LIKE 'Waiting%%'",
+                )[0][0]
+                == 1
+            )
+        )
+
+    done = cutover(
+        connector(legacy_table), spec, today=today, while_locked=application_writes_while_locked
+    )
+    writer.join()
+    (landed_id,) = landed
+    assert rows(legacy_table, "SELECT customer_id FROM table01 WHERE id = %s", (landed_id,)) == (
+        (6,),
+    )  # in the new table, whichever table it was written to
+    in_old = rows(legacy_table, "SELECT COUNT(*) FROM table01_old WHERE id = %s", (landed_id,))
+    if target == "orders":
+        # MariaDB: `orders` sorts before `table01`, so the RENAME waited on it and the queued
+        # INSERT reached the old table first; the copy after the swap brought it over
+        assert done.rows_after_swap == in_old[0][0] == 1 and landed_id < INT_MAX
+    else:  # the RENAME queued on `table01` first: the INSERT waited and reached the new table
+        assert done.rows_after_swap == in_old[0][0] == 0 and landed_id == INT_MAX + 1
+    old_ids = {r[0] for r in rows(legacy_table, "SELECT id FROM table01_old")}
+    new_ids = {r[0] for r in rows(legacy_table, "SELECT id FROM table01")}
+    assert old_ids | {landed_id} == new_ids  # nothing lost, nothing extra
+    assert done.method == "rename queued behind the write locks"  # MariaDB's way
+
+
+def test_cutover_is_refused_when_parity_fails_and_nothing_is_renamed(legacy_table):
+    spec, today = _copied_world(legacy_table)
+    execute(legacy_table, "DELETE FROM orders WHERE id = 201")  # a copied row goes missing
+    with pytest.raises(CutoverRefused, match="seconds differ"):
+        cutover(connector(legacy_table), spec, today=today)
+    execute(legacy_table, "DELETE FROM orders_copied_days WHERE day = '2024-03-02'")
+    with pytest.raises(CutoverRefused, match="1 days were never copied .first: 2024-03-02"):
+        cutover(connector(legacy_table), spec, today=today)
+    execute(legacy_table, "INSERT INTO orders_copied_days VALUES ('2024-03-02', NOW(), 1, 1)")
+    later = legacy_spec(start="2024-03-01")  # row 3 (2024-02-29) would be left behind
+    with pytest.raises(CutoverRefused, match="1 legacy rows are older than partitions.start"):
+        cutover(connector(legacy_table), later, today=today)
+    with connection(legacy_table) as conn:
+        assert table_columns(conn, "table01")["id"].data_type == "int"
+        assert table_columns(conn, "orders") and not table_columns(conn, "table01_old")

@@ -27,7 +27,7 @@ class MergeConfig(dg.Config):
     chunk_rows: int = DEFAULT_CHUNK_ROWS
 
 
-def _per_day(context: dg.AssetExecutionContext, results: dict[str, dict[str, Any]]):
+def per_day_result(context: dg.AssetExecutionContext, results: dict[str, dict[str, Any]]):
     """One day: its metadata; a range: a summary plus an observation per day."""
     if len(results) == 1:
         return dg.MaterializeResult(metadata=next(iter(results.values())))
@@ -85,12 +85,13 @@ def build_aurora_assets(
                 "seconds": round(loaded.seconds, 3),
                 "rows_per_second": round(loaded.rows / loaded.seconds) if loaded.seconds else 0,
             }
-        return _per_day(context, results)
+        return per_day_result(context, results)
 
     @dg.asset(
         name="target_table",
         partitions_def=partitions,
-        deps=["aurora_temp_table"],
+        # with legacy_copy, the day's legacy rows are in the new table before the merge
+        deps=["aurora_temp_table", *(["bigint_table_copy"] if spec.legacy_copy else [])],
         group_name="aurora",
         kinds={"mysql"},
         pool=MYSQL_POOL,
@@ -136,7 +137,7 @@ def build_aurora_assets(
                 "mode": merged.mode,
                 "on_delete": merged.on_delete,
             }
-        return _per_day(context, results)
+        return per_day_result(context, results)
 
     return [aurora_temp_table, target_table]
 

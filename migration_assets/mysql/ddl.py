@@ -11,18 +11,15 @@ existing target is compared with the spec and never altered: conflicts are liste
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import Column, MigrationSpec
+from .catalog import ColumnInfo, SchemaConflictError, table_columns, unique_keys
+from .legacy import copy_bookkeeping_ddl, copy_target_ddl
 
 DAY, SEQ, CHANGE = "_day", "_seq", "_change"
-
-
-class SchemaConflictError(RuntimeError):
-    """An existing table does not match the spec; it is left exactly as it is."""
 
 
 def _column_sql(column: Column, spec: MigrationSpec, *, nullable: bool | None = None) -> str:
@@ -106,40 +103,6 @@ def merges_table_ddl(spec: MigrationSpec) -> str:
     )
 
 
-@dataclass(frozen=True)
-class ColumnInfo:
-    name: str
-    data_type: str  # information_schema DATA_TYPE, lower case (bigint, varchar, longtext...)
-    column_type: str  # full type, e.g. "decimal(18,4)", "bigint(20)"
-    nullable: bool
-
-
-def table_columns(conn: Any, table: str) -> dict[str, ColumnInfo]:
-    """The table's columns in this database (empty when the table does not exist)."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE"
-            " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
-            " AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-            (table,),
-        )
-        return {
-            name: ColumnInfo(name, data_type.lower(), column_type.lower(), nullable == "YES")
-            for name, data_type, column_type, nullable in cur.fetchall()
-        }
-
-
-def primary_key(conn: Any, table: str) -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA ="
-            " DATABASE() AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY'"
-            " ORDER BY ORDINAL_POSITION",
-            (table,),
-        )
-        return [row[0] for row in cur.fetchall()]
-
-
 _FAMILIES = {
     "json": {"json", "longtext"},  # MariaDB stores JSON as LONGTEXT with a json_valid check
     "boolean": {"tinyint"},
@@ -165,7 +128,10 @@ def _type_problem(column: Column, info: ColumnInfo, spec: MigrationSpec) -> str 
 
 
 def target_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
-    """How an existing target differs from the spec (empty: compatible, or not there yet)."""
+    """How an existing target differs from the spec (empty: compatible, or not there yet).
+
+    The merge needs a primary or unique key on exactly mysql.key (the new table of a
+    `legacy_copy` keeps the legacy primary key and adds a unique key on it)."""
     table = spec.mysql.target_table
     columns = table_columns(conn, table)
     if not columns:
@@ -179,11 +145,12 @@ def target_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
         problem = _type_problem(column, info, spec)
         if problem:
             problems.append(f"column {column.column!r} {problem}")
-    key = primary_key(conn, table)
-    if sorted(key) != sorted(spec.mysql.key):
+    keys = unique_keys(conn, table)
+    if not any(sorted(columns) == sorted(spec.mysql.key) for columns in keys.values()):
+        found = "; ".join(f"{name} ({', '.join(cols)})" for name, cols in keys.items())
         problems.append(
-            f"primary key is ({', '.join(key) or 'none'}), the spec's mysql.key is "
-            f"({', '.join(spec.mysql.key)})"
+            f"no primary or unique key on the spec's mysql.key ({', '.join(spec.mysql.key)}); "
+            f"unique keys: {found or 'none'}"
         )
     return [f"table {table!r}: {p}" for p in problems]
 
@@ -211,12 +178,16 @@ def ensure_tables(conn: Any, spec: MigrationSpec) -> None:
             "existing tables conflict with the spec and are left unchanged:\n  "
             + "\n  ".join(problems)
         )
+    # with legacy_copy the target is the new BIGINT table, derived from the legacy one
+    target = copy_target_ddl(conn, spec) if spec.legacy_copy else target_table_ddl(spec)
+    copy_tables = copy_bookkeeping_ddl(spec) if spec.legacy_copy else []
     with conn.cursor() as cur:
         for ddl in (
             temp_table_ddl(spec),
-            target_table_ddl(spec),
+            target,
             unmatched_table_ddl(spec),
             merges_table_ddl(spec),
+            *copy_tables,
         ):
             cur.execute(ddl)
     conn.commit()

@@ -1,36 +1,190 @@
-"""The INT -> BIGINT copy of the legacy table, one day at a time (no Dagster here).
+"""The INT -> BIGINT copy of the live legacy table, a day at a time (no Dagster here).
 
-The new table is created from the source's own definition (information_schema), with
-`legacy_copy.bigint_columns` widened to BIGINT (UNSIGNED kept), the spec's columns the source
-lacks (the merged DynamoDB attributes) added as NULLable, the source's primary key, a unique
-key on `mysql.key` (the merge matches by it) and an index on the time column. A day is copied
-with set-based `INSERT ... SELECT ... ON DUPLICATE KEY UPDATE` statements over primary-key
-ranges holding at most `chunk_rows` of the day's rows (sparse ids cost nothing): idempotent
-(a re-run rewrites the same values), and the merged columns, which only `target_table`
-writes, are never overwritten by the copy. Not registered as an asset yet (issue 6).
+The new table is created from the legacy table's own definition (information_schema), with
+`legacy_copy.bigint_columns` widened to BIGINT (UNSIGNED kept), the spec's columns the legacy
+table lacks (the merged DynamoDB attributes) added as NULLable, the legacy primary key, a
+unique key on `mysql.key` (the merge matches by it) and an index on the time column.
+
+Provenance by id: the legacy key is one INT-family column, so every legacy id is at most that
+type's largest value (`LegacyKey.limit`). The new table's AUTO_INCREMENT starts above it, so
+rows created anywhere else (DynamoDB-only rows of the merge; after cutover, the application)
+can never collide with a legacy id still to be copied, and "the rows copied from the legacy
+table" are exactly the rows with `id <= limit`: that is what the copy's parity counts.
+
+A day is copied with set-based `INSERT ... SELECT ... ON DUPLICATE KEY UPDATE` statements over
+time ranges of about `chunk_rows` of the day's rows (boundaries from one walk of the time
+index), spread over a few connections. Each statement is
+idempotent: a re-run rewrites the same values, and the merged columns, which only
+`target_table` writes, are never overwritten. Rows the merge deleted on purpose
+(`on_delete: delete_row`) are remembered as tombstones, so a re-copy does not resurrect them
+and the parity still adds up.
+
+The tail (rows that arrived after their day was copied) works by id: each copied day records
+the largest legacy id when its copy began, and the tail copies every id above the smallest
+such mark, then above its own watermark.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
-from .ddl import SchemaConflictError, primary_key
+from .catalog import SchemaConflictError, primary_key, table_columns
 
 DEFAULT_COPY_CHUNK_ROWS = 200_000
+Connect = Callable[[], AbstractContextManager[Any]]  # opens a connection, closes it after
+_INT_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32}
 
 
 @dataclass(frozen=True)
-class SourceColumn:
-    name: str
-    column_type: str  # e.g. "int(11)", "int(10) unsigned", "decimal(18,4)"
-    nullable: bool
-    auto_increment: bool
+class LegacyKey:
+    column: str
+    limit: int  # the largest id the legacy column can hold; ids above it were never legacy
+
+
+def legacy_key(conn: Any, spec: MigrationSpec) -> LegacyKey:
+    """The legacy table's single integer primary key, or a clear refusal."""
+    assert spec.legacy_copy is not None
+    source = spec.legacy_copy.source_table
+    columns = table_columns(conn, source)
+    if not columns:
+        raise SchemaConflictError(f"legacy table {source!r} does not exist")
+    key = primary_key(conn, source)
+    info = columns[key[0]] if len(key) == 1 else None
+    if info is not None and info.data_type == "bigint":
+        raise SchemaConflictError(
+            f"legacy table {source!r} already has a BIGINT {key[0]!r}: the cutover has "
+            f"happened. Remove legacy_copy from the spec and set mysql.target_table: {source}"
+        )
+    if (
+        info is None
+        or info.data_type not in _INT_BITS
+        or key[0] not in spec.legacy_copy.bigint_columns
+    ):
+        raise SchemaConflictError(
+            f"legacy table {source!r}: its primary key ({', '.join(key) or 'none'}) must be one "
+            "INT-family column listed in legacy_copy.bigint_columns"
+        )
+    bits = _INT_BITS[info.data_type] - (0 if "unsigned" in info.column_type else 1)
+    return LegacyKey(key[0], 2**bits - 1)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def copied_days_table(spec: MigrationSpec) -> str:
+    return f"{spec.mysql.target_table[:51]}_copied_days"
+
+
+def tombstones_table(spec: MigrationSpec) -> str:
+    return f"{spec.mysql.target_table[:53]}_tombstones"
+
+
+def tail_table(spec: MigrationSpec) -> str:
+    return f"{spec.mysql.target_table[:53]}_copy_tail"
+
+
+def copy_bookkeeping_ddl(spec: MigrationSpec) -> list[str]:
+    """Which days were copied (and the largest legacy id when each began), the legacy rows
+    the merge deleted on purpose, and the tail's watermark."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {q(copied_days_table(spec))} (`day` DATE NOT NULL PRIMARY"
+        " KEY, `copied_at` DATETIME NOT NULL, `source_rows` BIGINT NOT NULL,"
+        " `source_max_id` BIGINT NOT NULL) ENGINE=InnoDB",
+        f"CREATE TABLE IF NOT EXISTS {q(tombstones_table(spec))} (`legacy_id` BIGINT NOT NULL"
+        " PRIMARY KEY, `event_time` DATETIME(6) NOT NULL, `deleted_at` DATETIME NOT NULL,"
+        " KEY `by_time` (`event_time`)) ENGINE=InnoDB",
+        f"CREATE TABLE IF NOT EXISTS {q(tail_table(spec))} (`id` TINYINT NOT NULL PRIMARY KEY,"
+        " `copied_through` BIGINT NOT NULL, `updated_at` DATETIME NOT NULL) ENGINE=InnoDB",
+    ]
+
+
+def _widened(column_type: str, name: str, bigint_columns: tuple[str, ...]) -> str:
+    if name not in bigint_columns:
+        return column_type.upper()
+    return "BIGINT UNSIGNED" if "unsigned" in column_type else "BIGINT"
+
+
+def copy_target_ddl(conn: Any, spec: MigrationSpec) -> str:
+    """CREATE TABLE for the new BIGINT table, derived from the legacy table and the spec."""
+    assert spec.legacy_copy is not None
+    legacy = spec.legacy_copy
+    key = legacy_key(conn, spec)
+    columns = table_columns(conn, legacy.source_table)
+    missing = [n for n in legacy.bigint_columns if n not in columns]
+    if missing:
+        raise SchemaConflictError(
+            f"legacy_copy.bigint_columns {missing} are not columns of {legacy.source_table!r}"
+        )
+    lines = []
+    for column in columns.values():
+        sql = f"{q(column.name)} {_widened(column.column_type, column.name, legacy.bigint_columns)}"
+        sql += "" if column.nullable else " NOT NULL"
+        lines.append(sql + (" AUTO_INCREMENT" if column.name == key.column else ""))
+    for column in spec.columns:
+        if column.column not in columns:
+            lines.append(f"{q(column.column)} {column.type.sql}")
+    lines.append(f"PRIMARY KEY ({q(key.column)})")
+    if sorted(spec.mysql.key) != [key.column]:
+        lines.append(f"UNIQUE KEY `merge_key` ({quote_identifiers(spec.mysql.key)})")
+    lines.append(f"KEY `by_time` ({q(legacy.time_column)})")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {q(spec.mysql.target_table)} (\n  "
+        + ",\n  ".join(lines)
+        # new rows are numbered above every id the legacy column can hold (provenance)
+        + f"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 AUTO_INCREMENT={key.limit + 1}"
+    )
+
+
+# --------------------------------------------------------------------------- copying
+
+
+class _CopySql:
+    """The copy statements for one spec and legacy key (validated, quoted identifiers);
+    `tables` = (legacy, new) when they no longer have the spec's names (after the swap)."""
+
+    def __init__(
+        self, conn: Any, spec: MigrationSpec, key: LegacyKey, tables: tuple[str, str] | None = None
+    ) -> None:
+        assert spec.legacy_copy is not None
+        source, target = tables or (spec.legacy_copy.source_table, spec.mysql.target_table)
+        self.source, self.target = q(source), q(target)
+        self.pk, self.when = q(key.column), q(spec.legacy_copy.time_column)
+        names = list(table_columns(conn, source))
+        merged = set(spec.mysql.update_columns)
+        refresh = ", ".join(
+            f"{q(n)} = VALUES({q(n)})" for n in names if n not in merged and n != key.column
+        )
+        self.day = f"{self.when} >= %s AND {self.when} < %s"
+        tombstones = q(tombstones_table(spec))
+        self.not_deleted = (
+            f" AND NOT EXISTS (SELECT 1 FROM {tombstones} WHERE {tombstones}.`legacy_id` = "
+            f"{self.source}.{self.pk})"
+        )
+        self.insert = (
+            f"INSERT INTO {self.target} ({quote_identifiers(names)}) "
+            f"SELECT {quote_identifiers(names)} FROM {self.source} WHERE {{where}} "
+            f"ON DUPLICATE KEY UPDATE {refresh or f'{self.pk} = {self.pk}'}"
+        )
+        self.deleted_in_day = (
+            f"SELECT EXISTS (SELECT 1 FROM {tombstones} WHERE `event_time` >= %s"
+            " AND `event_time` < %s)"
+        )
+
+    def copy(self, where: str, *, skip_deleted: bool) -> str:
+        """INSERT ... SELECT of the legacy rows matching `where` (an SQL condition)."""
+        sql = self.insert.format(where=where)
+        if skip_deleted:
+            sql = sql.replace(" ON DUPLICATE KEY", self.not_deleted + " ON DUPLICATE KEY", 1)
+        return sql
 
 
 @dataclass
@@ -38,110 +192,177 @@ class CopyResult:
     day: dt.date
     rows: int = 0
     chunks: int = 0
+    connections: int = 1
     seconds: float = 0.0
+    source_max_id: int = 0
 
 
-def source_columns(conn: Any, table: str) -> list[SourceColumn]:
-    with conn.cursor() as cur:
+def day_window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time())
+    return start, start + dt.timedelta(days=1)
+
+
+def _chunk_starts(cur: Any, sql: _CopySql, day: dt.date, chunk_rows: int) -> list[dt.datetime]:
+    """Where each chunk of about `chunk_rows` rows of the day begins, in time order.
+
+    Each boundary is found by skipping `chunk_rows` entries of the time index from the last
+    one (an index-only walk: one pass over the day in all). Ranges of time, not of ids, so a
+    late row with an outlying id cannot make one chunk the whole day."""
+    start, end = day_window(day)
+    starts = [start]
+    while True:
         cur.execute(
-            "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, EXTRA FROM information_schema.COLUMNS"
-            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-            (table,),
+            f"SELECT {sql.when} FROM {sql.source} WHERE {sql.day} ORDER BY {sql.when} "
+            f"LIMIT 1 OFFSET {int(chunk_rows)}",
+            (starts[-1], end),
         )
-        return [
-            SourceColumn(name, column_type.lower(), nullable == "YES", "auto_increment" in extra)
-            for name, column_type, nullable, extra in cur.fetchall()
-        ]
-
-
-def _widened(column: SourceColumn, bigint_columns: tuple[str, ...]) -> str:
-    if column.name not in bigint_columns:
-        return column.column_type.upper()
-    return "BIGINT UNSIGNED" if "unsigned" in column.column_type else "BIGINT"
-
-
-def copy_target_ddl(conn: Any, spec: MigrationSpec) -> str:
-    """CREATE TABLE for the new BIGINT table, derived from the legacy table and the spec."""
-    assert spec.legacy_copy is not None
-    legacy = spec.legacy_copy
-    columns = source_columns(conn, legacy.source_table)
-    if not columns:
-        raise SchemaConflictError(f"legacy table {legacy.source_table!r} does not exist")
-    missing = [n for n in legacy.bigint_columns if n not in {c.name for c in columns}]
-    if missing:
-        raise SchemaConflictError(
-            f"legacy_copy.bigint_columns {missing} are not columns of {legacy.source_table!r}"
-        )
-    key = primary_key(conn, legacy.source_table)
-    lines = []
-    for column in columns:
-        sql = f"{q(column.name)} {_widened(column, legacy.bigint_columns)}"
-        sql += "" if column.nullable else " NOT NULL"
-        # a single integer primary key keeps numbering new (DynamoDB-only) rows
-        if column.auto_increment or (key == [column.name] and column.name in legacy.bigint_columns):
-            sql += " AUTO_INCREMENT"
-        lines.append(sql)
-    present = {c.name for c in columns}
-    for column in spec.columns:
-        if column.column not in present:
-            lines.append(f"{q(column.column)} {column.type.sql}")
-    lines.append(f"PRIMARY KEY ({quote_identifiers(key or spec.mysql.key)})")
-    if key and sorted(key) != sorted(spec.mysql.key):
-        lines.append(f"UNIQUE KEY `merge_key` ({quote_identifiers(spec.mysql.key)})")
-    lines.append(f"KEY `by_time` ({q(legacy.time_column)})")
-    return (
-        f"CREATE TABLE IF NOT EXISTS {q(spec.mysql.target_table)} (\n  "
-        + ",\n  ".join(lines)
-        + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-    )
+        row = cur.fetchone()
+        if row is not None and row[0] == starts[-1]:  # more rows than a chunk in one instant
+            cur.execute(
+                f"SELECT MIN({sql.when}) FROM {sql.source} WHERE {sql.when} > %s AND "
+                f"{sql.when} < %s",
+                (row[0], end),
+            )
+            row = cur.fetchone()
+            row = None if row[0] is None else row
+        if row is None:
+            return starts
+        starts.append(row[0])
 
 
 def copy_day(
-    conn: Any, spec: MigrationSpec, day: dt.date, chunk_rows: int = DEFAULT_COPY_CHUNK_ROWS
+    connect: Connect,
+    spec: MigrationSpec,
+    day: dt.date,
+    *,
+    chunk_rows: int = DEFAULT_COPY_CHUNK_ROWS,
+    connections: int = 1,
 ) -> CopyResult:
-    """Copy the legacy rows whose time column falls in `day` into the new table."""
-    assert spec.legacy_copy is not None
-    legacy = spec.legacy_copy
-    source, target = q(legacy.source_table), q(spec.mysql.target_table)
-    key = primary_key(conn, legacy.source_table)
-    if len(key) != 1:
-        raise SchemaConflictError(
-            f"{legacy.source_table!r} needs a single-column primary key to be copied in ranges"
-        )
-    pk, when = q(key[0]), q(legacy.time_column)
-    names = [c.name for c in source_columns(conn, legacy.source_table)]
-    merged = set(spec.mysql.update_columns)
-    refresh = ", ".join(
-        f"{q(n)} = VALUES({q(n)})" for n in names if n not in merged and n != key[0]
-    )
-    day_filter = f"{when} >= %s AND {when} < %s"
-    window = (day, day + dt.timedelta(days=1))
-    result = CopyResult(day)
+    """Copy the legacy rows whose time column falls in `day` into the new table.
+
+    Rows of the day inserted while the copy runs are taken when they arrive before their
+    chunk is copied; later ones are the tail's."""
+    if chunk_rows < 1 or connections < 1:
+        raise ValueError("chunk_rows and connections must be at least 1")
+    result = CopyResult(day, connections=connections)
     started = time.perf_counter()
-    with conn.cursor() as cur:
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        last = None  # chunks sized by rows: each ends at the chunk_rows-th next id of the day
-        while True:
-            after = "" if last is None else f" AND {pk} > %s"
-            bound = () if last is None else (last,)
-            cur.execute(
-                f"SELECT MAX({pk}), COUNT(*) FROM (SELECT {pk} FROM {source} WHERE {day_filter}"
-                f"{after} ORDER BY {pk} LIMIT {int(chunk_rows)}) AS chunk",
-                (*window, *bound),
-            )
-            upper, count = cur.fetchone()
-            if not count:
-                break
-            cur.execute(
-                f"INSERT INTO {target} ({quote_identifiers(names)}) "
-                f"SELECT {quote_identifiers(names)} FROM {source} "
-                f"WHERE {day_filter}{after} AND {pk} <= %s "
-                f"ON DUPLICATE KEY UPDATE {refresh or f'{pk} = {pk}'}",
-                (*window, *bound, upper),
-            )
+    with connect() as conn, conn.cursor() as cur:
+        sql = _CopySql(conn, spec, legacy_key(conn, spec))
+        cur.execute(f"SELECT COALESCE(MAX({sql.pk}), 0) FROM {sql.source}")
+        result.source_max_id = int(cur.fetchone()[0])
+        cur.execute(f"SELECT COUNT(*) FROM {sql.source} WHERE {sql.day}", day_window(day))
+        result.rows = int(cur.fetchone()[0])
+        starts = _chunk_starts(cur, sql, day, chunk_rows)
+        cur.execute(sql.deleted_in_day, day_window(day))
+        skip_deleted = bool(cur.fetchone()[0])
+    ranges = list(zip(starts, [*starts[1:], day_window(day)[1]], strict=True))
+    statement = sql.copy(sql.day, skip_deleted=skip_deleted)
+
+    def run(chunk: tuple[dt.datetime, dt.datetime]) -> None:
+        with connect() as conn, conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.execute(statement, chunk)
             conn.commit()
-            result.rows += int(count)
+
+    with ThreadPoolExecutor(max_workers=min(connections, len(ranges))) as pool:
+        for _ in pool.map(run, ranges):
             result.chunks += 1
-            last = upper
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"REPLACE INTO {q(copied_days_table(spec))} VALUES (%s, UTC_TIMESTAMP(), %s, %s)",
+            (day, result.rows, result.source_max_id),
+        )
+        conn.commit()
     result.seconds = time.perf_counter() - started
     return result
+
+
+# --------------------------------------------------------------------------- the live tail
+
+
+@dataclass
+class TailResult:
+    rows: int = 0  # legacy rows copied (or re-copied) by this catch-up
+    chunks: int = 0
+    copied_through: int | None = None  # every legacy id up to here is in the new table
+    source_max_id: int = 0
+    rows_behind: int = 0  # legacy rows above the watermark when the catch-up finished
+    lag_seconds: float | None = None  # newest legacy event time minus newest copied one
+    seconds: float = 0.0
+
+
+def _watermark(cur: Any, spec: MigrationSpec) -> int | None:
+    cur.execute(f"SELECT `copied_through` FROM {q(tail_table(spec))} WHERE `id` = 1")
+    row = cur.fetchone()
+    if row is not None:
+        return int(row[0])
+    cur.execute(f"SELECT MIN(`source_max_id`) FROM {q(copied_days_table(spec))}")
+    row = cur.fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def catch_up(conn: Any, spec: MigrationSpec, *, chunk_rows: int = DEFAULT_COPY_CHUNK_ROWS):
+    """Copy every legacy row above the watermark (rows that arrived after their day was
+    copied), chunk by chunk, each chunk committed with the watermark it reaches."""
+    result = TailResult()
+    started = time.perf_counter()
+    key = legacy_key(conn, spec)
+    sql = _CopySql(conn, spec, key)
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        last = _watermark(cur, spec)
+        if last is None:  # no day copied yet: the daily copies come first
+            return result
+        statement = sql.copy(f"{sql.pk} > %s AND {sql.pk} <= %s", skip_deleted=True)
+        for lower, upper, rows in _id_chunks(cur, sql, last, chunk_rows):
+            cur.execute(statement, (lower, upper))
+            cur.execute(
+                f"REPLACE INTO {q(tail_table(spec))} VALUES (1, %s, UTC_TIMESTAMP())", (upper,)
+            )
+            conn.commit()
+            result.rows += rows
+            result.chunks += 1
+            last = upper
+        result.copied_through = last
+        _measure_lag(cur, sql, key, result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def copy_ids_above(
+    conn: Any, spec: MigrationSpec, key: LegacyKey, last: int, tables: tuple[str, str]
+) -> int:
+    """Copy every row with an id above `last` from tables[0] into tables[1] (one statement;
+    for the few rows written between the last catch-up and the swap)."""
+    sql = _CopySql(conn, spec, key, tables)
+    with conn.cursor() as cur:
+        cur.execute(sql.copy(f"{sql.pk} > %s", skip_deleted=True), (last,))
+        cur.execute(f"SELECT COUNT(*) FROM {sql.source} WHERE {sql.pk} > %s", (last,))
+        rows = int(cur.fetchone()[0])
+    conn.commit()
+    return rows
+
+
+def _id_chunks(cur: Any, sql: _CopySql, last: int, chunk_rows: int) -> Iterator[tuple]:
+    while True:
+        cur.execute(
+            f"SELECT MAX(id), COUNT(*) FROM (SELECT {sql.pk} AS id FROM {sql.source} "
+            f"WHERE {sql.pk} > %s ORDER BY {sql.pk} LIMIT {int(chunk_rows)}) AS chunk",
+            (last,),
+        )
+        upper, rows = cur.fetchone()
+        if not rows:
+            return
+        yield last, int(upper), int(rows)
+        last = int(upper)
+
+
+def _measure_lag(cur: Any, sql: _CopySql, key: LegacyKey, result: TailResult) -> None:
+    cur.execute(f"SELECT COALESCE(MAX({sql.pk}), 0), MAX({sql.when}) FROM {sql.source}")
+    result.source_max_id, newest_legacy = cur.fetchone()
+    cur.execute(f"SELECT COUNT(*) FROM {sql.source} WHERE {sql.pk} > %s", (result.copied_through,))
+    result.rows_behind = int(cur.fetchone()[0])
+    cur.execute(f"SELECT MAX({sql.when}) FROM {sql.target} WHERE {sql.pk} <= %s", (key.limit,))
+    newest_copied = cur.fetchone()[0]
+    if newest_legacy is not None and newest_copied is not None:
+        result.lag_seconds = max(0.0, (newest_legacy - newest_copied).total_seconds())

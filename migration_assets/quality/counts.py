@@ -8,6 +8,7 @@ floored like the partitions' seconds).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,11 +17,40 @@ import pyarrow.compute as pc
 
 from ..dynamodb.changes import CHANGE, epoch_seconds
 from ..identifiers import quote_identifier as q
+from ..mysql.catalog import table_columns
 from ..mysql.ddl import DAY, key_join, unmatched_table
+from ..mysql.legacy import LegacyKey, day_window, tombstones_table
 from ..spec import MigrationSpec
 
 SecondCounts = dict[int, int]  # epoch second -> rows
 _SECOND = "TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {column})"
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    """How to group rows by second: `SELECT {select} AS s ... GROUP BY {group}`."""
+
+    select: str
+    group: str
+
+
+def _bucket(column: str, whole_seconds: bool) -> _Bucket:
+    """Group on the bare column when it holds whole seconds (the time index is walked in
+    order and the epoch second computed once per group: 0.31 s instead of 0.97 s for a
+    million rows here), else on the floored second."""
+    second = _SECOND.format(column=column)
+    return _Bucket(second, column if whole_seconds else second)
+
+
+def _whole_seconds(conn: Any, table: str, column: str) -> bool:
+    """The table's own type decides (the new table copies the legacy column's type)."""
+    info = table_columns(conn, table).get(column)
+    return info is not None and info.column_type in ("datetime", "timestamp")
+
+
+def _event_bucket(spec: MigrationSpec, alias: str = "") -> _Bucket:
+    column = spec.event_time_column
+    return _bucket(f"{alias}{q(column.column)}", column.type.fsp == 0)
 
 
 def parquet_second_counts(table: pa.Table, spec: MigrationSpec) -> SecondCounts:
@@ -52,11 +82,11 @@ def _grouped(conn: Any, sql: str, params: tuple) -> SecondCounts:
 
 def staged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
     """Rows per second of the day's puts in the staging table."""
-    second = _SECOND.format(column=q(spec.event_time_column.column))
+    second = _event_bucket(spec)
     return _grouped(
         conn,
-        f"SELECT {second} AS s, COUNT(*) FROM {q(spec.mysql.temp_table)} "
-        f"WHERE {q(DAY)} = %s AND {q(CHANGE)} = 'put' GROUP BY s",
+        f"SELECT {second.select} AS s, COUNT(*) FROM {q(spec.mysql.temp_table)} "
+        f"WHERE {q(DAY)} = %s AND {q(CHANGE)} = 'put' GROUP BY {second.group}",
         (day,),
     )
 
@@ -72,14 +102,14 @@ def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
     unmatched table count as accounted for: they are reported, not lost.
     """
     event = q(spec.event_time_column.column)
-    second = _SECOND.format(column=f"s.{event}")
+    second = _event_bucket(spec, "s.")
     join = key_join(spec)
     same = "".join(f" AND t.{q(u)} <=> s.{q(u)}" for u in spec.mysql.update_columns)
     counts = _grouped(
         conn,
-        f"SELECT {second} AS s2, COUNT(*) FROM {q(spec.mysql.temp_table)} s "
+        f"SELECT {second.select} AS s2, COUNT(*) FROM {q(spec.mysql.temp_table)} s "
         f"JOIN {q(spec.mysql.target_table)} t ON {join}{same} "
-        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY s2",
+        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY {second.group}",
         (day,),
     )
     exclusive = (
@@ -88,12 +118,14 @@ def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
         and spec.mysql.on_delete == "delete_row"
     )
     if exclusive:  # then every target row of the day must come from the staged puts
+        bucket = _event_bucket(spec, "t.")
         extras = _grouped(
             conn,
-            f"SELECT {_SECOND.format(column=f't.{event}')} AS s2, COUNT(*) "
+            f"SELECT {bucket.select} AS s2, COUNT(*) "
             f"FROM {q(spec.mysql.target_table)} t LEFT JOIN {q(spec.mysql.temp_table)} s "
             f"ON {join} AND s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' "
-            f"WHERE t.{event} >= %s AND t.{event} < %s AND s.{q(DAY)} IS NULL GROUP BY s2",
+            f"WHERE t.{event} >= %s AND t.{event} < %s AND s.{q(DAY)} IS NULL "
+            f"GROUP BY {bucket.group}",
             (day, day, day + dt.timedelta(days=1)),
         )
         for key, value in extras.items():  # a row added, or a deleted row still there
@@ -101,12 +133,56 @@ def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
     if spec.mysql.mode == "update_only":
         unmatched = _grouped(
             conn,
-            f"SELECT {_SECOND.format(column=event)} AS s2, COUNT(*) "
+            f"SELECT {_event_bucket(spec).select} AS s2, COUNT(*) "
             f"FROM {q(unmatched_table(spec))} WHERE {q(DAY)} = %s GROUP BY s2",
             (day,),
         )
         for key, value in unmatched.items():
             counts[key] = counts.get(key, 0) + value
+    return counts
+
+
+def legacy_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
+    """Rows per second of the legacy table's day (by `legacy_copy.time_column`)."""
+    assert spec.legacy_copy is not None
+    when = q(spec.legacy_copy.time_column)
+    whole_seconds = _whole_seconds(
+        conn, spec.legacy_copy.source_table, spec.legacy_copy.time_column
+    )
+    second = _bucket(when, whole_seconds)
+    return _grouped(
+        conn,
+        f"SELECT {second.select} AS s, COUNT(*) FROM {q(spec.legacy_copy.source_table)} "
+        f"WHERE {when} >= %s AND {when} < %s GROUP BY {second.group}",
+        day_window(day),
+    )
+
+
+def copied_second_counts(
+    conn: Any, spec: MigrationSpec, day: dt.date, key: LegacyKey
+) -> SecondCounts:
+    """Rows per second of the day that the new table holds from the legacy table (ids up to
+    the legacy type's limit; larger ids were created elsewhere), plus the legacy rows a
+    merge deleted on purpose (tombstones): together they must equal the legacy counts."""
+    assert spec.legacy_copy is not None
+    when = q(spec.legacy_copy.time_column)
+    whole_seconds = _whole_seconds(conn, spec.mysql.target_table, spec.legacy_copy.time_column)
+    second = _bucket(when, whole_seconds)
+    counts = _grouped(
+        conn,
+        f"SELECT {second.select} AS s, COUNT(*) FROM {q(spec.mysql.target_table)}"
+        f" WHERE {when} >= %s AND {when} < %s AND {q(key.column)} <= %s GROUP BY {second.group}",
+        (*day_window(day), key.limit),
+    )
+    deleted = _grouped(
+        conn,
+        f"SELECT {_SECOND.format(column='`event_time`')} AS s, COUNT(*) "
+        f"FROM {q(tombstones_table(spec))} WHERE `event_time` >= %s AND `event_time` < %s"
+        " GROUP BY s",
+        day_window(day),
+    )
+    for second, count in deleted.items():
+        counts[second] = counts.get(second, 0) + count
     return counts
 
 
@@ -136,29 +212,29 @@ def checksum_columns(spec: MigrationSpec) -> tuple[str, ...]:
 
 def staged_second_checksums(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
     """Per second, the sum of the staged puts' row hashes (what the target must hold)."""
-    second = _SECOND.format(column=f"s.{q(spec.event_time_column.column)}")
+    second = _event_bucket(spec, "s.")
     matched_only = ""  # update_only: unmatched puts are reported by the count check instead
     if spec.mysql.mode == "update_only":
         join = key_join(spec)
         matched_only = f"JOIN {q(spec.mysql.target_table)} t ON {join} "
     return _grouped(
         conn,
-        f"SELECT {second} AS s2, SUM({_row_hash('s', checksum_columns(spec))}) "
+        f"SELECT {second.select} AS s2, SUM({_row_hash('s', checksum_columns(spec))}) "
         f"FROM {q(spec.mysql.temp_table)} s {matched_only}"
-        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY s2",
+        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY {second.group}",
         (day,),
     )
 
 
 def target_second_checksums(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
     """Per second, the sum of the target rows' hashes at the staged puts' keys."""
-    second = _SECOND.format(column=f"s.{q(spec.event_time_column.column)}")
+    second = _event_bucket(spec, "s.")
     join = key_join(spec)
     return _grouped(
         conn,
-        f"SELECT {second} AS s2, SUM({_row_hash('t', checksum_columns(spec))}) "
+        f"SELECT {second.select} AS s2, SUM({_row_hash('t', checksum_columns(spec))}) "
         f"FROM {q(spec.mysql.temp_table)} s JOIN {q(spec.mysql.target_table)} t ON {join} "
-        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY s2",
+        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY {second.group}",
         (day,),
     )
 
@@ -204,3 +280,8 @@ def differing_keys(
             }
         )
     return result
+
+
+def mismatched_seconds(expected: SecondCounts, observed: SecondCounts) -> list[int]:
+    """Seconds whose values differ (a quick, GE-free comparison for use under a lock)."""
+    return sorted(s for s in set(expected) | set(observed) if expected.get(s) != observed.get(s))

@@ -1,0 +1,69 @@
+"""What the server says about a table (information_schema), for comparing it with the spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class SchemaConflictError(RuntimeError):
+    """An existing table does not match the spec; it is left exactly as it is."""
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    data_type: str  # information_schema DATA_TYPE, lower case (bigint, varchar, longtext...)
+    column_type: str  # full type, e.g. "decimal(18,4)", "int(10) unsigned"
+    nullable: bool
+    auto_increment: bool = False
+
+
+def table_columns(conn: Any, table: str) -> dict[str, ColumnInfo]:
+    """The table's columns in this database, in order (empty when the table does not exist)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, EXTRA"
+            " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            (table,),
+        )
+        return {
+            name: ColumnInfo(
+                name,
+                data_type.lower(),
+                column_type.lower(),
+                nullable == "YES",
+                "auto_increment" in extra.lower(),
+            )
+            for name, data_type, column_type, nullable, extra in cur.fetchall()
+        }
+
+
+def unique_keys(conn: Any, table: str) -> dict[str, list[str]]:
+    """Every unique index (PRIMARY included) of the table: name -> its columns in order."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND NON_UNIQUE = 0"
+            " ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (table,),
+        )
+        keys: dict[str, list[str]] = {}
+        for index, column in cur.fetchall():
+            keys.setdefault(index, []).append(column)
+        return keys
+
+
+def primary_key(conn: Any, table: str) -> list[str]:
+    return unique_keys(conn, table).get("PRIMARY", [])
+
+
+def table_exists(conn: Any, table: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+            (table,),
+        )
+        return bool(cur.fetchone()[0])
