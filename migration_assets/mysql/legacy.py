@@ -12,8 +12,8 @@ can never collide with a legacy id still to be copied, and "the rows copied from
 table" are exactly the rows with `id <= limit`: that is what the copy's parity counts.
 
 A day is copied with set-based `INSERT ... SELECT ... ON DUPLICATE KEY UPDATE` statements over
-time ranges of about `chunk_rows` of the day's rows (boundaries from one walk of the time
-index), spread over a few connections. Each statement is
+id ranges holding about `chunk_rows` of the day's rows each (boundaries from one walk of
+the time index), spread over a few connections. Each statement is
 idempotent: a re-run rewrites the same values, and the merged columns, which only
 `target_table` writes, are never overwritten. Rows the merge deleted on purpose
 (`on_delete: delete_row`) are remembered as tombstones, so a re-copy does not resurrect them
@@ -202,32 +202,38 @@ def day_window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
-def _chunk_starts(cur: Any, sql: _CopySql, day: dt.date, chunk_rows: int) -> list[dt.datetime]:
-    """Where each chunk of about `chunk_rows` rows of the day begins, in time order.
+def _chunk_bounds(cur: Any, sql: _CopySql, day: dt.date, chunk_rows: int) -> list[int]:
+    """Ids that split the day into chunks of about `chunk_rows` rows.
 
-    Each boundary is found by skipping `chunk_rows` entries of the time index from the last
-    one (an index-only walk: one pass over the day in all). Ranges of time, not of ids, so a
-    late row with an outlying id cannot make one chunk the whole day."""
+    The time index is walked `chunk_rows` entries at a time (index-only; one pass over the
+    day), and the id found at each step becomes a boundary. Chunks are then id ranges (read
+    in primary-key order, like a sequential scan) within the day: every row of the day falls
+    in exactly one of them whatever its id; ids that follow time make them even, and an
+    outlying id (a late row) only lands in the first or the last chunk."""
     start, end = day_window(day)
-    starts = [start]
+    moment, bounds = start, []
     while True:
         cur.execute(
-            f"SELECT {sql.when} FROM {sql.source} WHERE {sql.day} ORDER BY {sql.when} "
-            f"LIMIT 1 OFFSET {int(chunk_rows)}",
-            (starts[-1], end),
+            f"SELECT {sql.when}, {sql.pk} FROM {sql.source} WHERE {sql.day} "
+            f"ORDER BY {sql.when}, {sql.pk} LIMIT 1 OFFSET {int(chunk_rows)}",
+            (moment, end),
         )
         row = cur.fetchone()
-        if row is not None and row[0] == starts[-1]:  # more rows than a chunk in one instant
+        if row is None:
+            return sorted(set(bounds))
+        if row[0] == moment:  # more than a chunk of rows in one instant: go past it
             cur.execute(
                 f"SELECT MIN({sql.when}) FROM {sql.source} WHERE {sql.when} > %s AND "
                 f"{sql.when} < %s",
-                (row[0], end),
+                (moment, end),
             )
-            row = cur.fetchone()
-            row = None if row[0] is None else row
-        if row is None:
-            return starts
-        starts.append(row[0])
+            following = cur.fetchone()[0]
+            if following is None:
+                return sorted(set(bounds))
+            moment = following
+            continue
+        moment = row[0]
+        bounds.append(int(row[1]))
 
 
 def copy_day(
@@ -252,16 +258,21 @@ def copy_day(
         result.source_max_id = int(cur.fetchone()[0])
         cur.execute(f"SELECT COUNT(*) FROM {sql.source} WHERE {sql.day}", day_window(day))
         result.rows = int(cur.fetchone()[0])
-        starts = _chunk_starts(cur, sql, day, chunk_rows)
+        bounds = _chunk_bounds(cur, sql, day, chunk_rows)
         cur.execute(sql.deleted_in_day, day_window(day))
         skip_deleted = bool(cur.fetchone()[0])
-    ranges = list(zip(starts, [*starts[1:], day_window(day)[1]], strict=True))
-    statement = sql.copy(sql.day, skip_deleted=skip_deleted)
+    ranges = list(zip([None, *bounds], [*bounds, None], strict=True))
+    window = day_window(day)
 
-    def run(chunk: tuple[dt.datetime, dt.datetime]) -> None:
+    def run(chunk: tuple[int | None, int | None]) -> None:
+        lower, upper = chunk
+        where = [sql.day]
+        where += [] if lower is None else [f"{sql.pk} > %s"]
+        where += [] if upper is None else [f"{sql.pk} <= %s"]
+        params = (*window, *(v for v in chunk if v is not None))
         with connect() as conn, conn.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            cur.execute(statement, chunk)
+            cur.execute(sql.copy(" AND ".join(where), skip_deleted=skip_deleted), params)
             conn.commit()
 
     with ThreadPoolExecutor(max_workers=min(connections, len(ranges))) as pool:
