@@ -366,3 +366,29 @@ def test_cutover_is_refused_when_parity_fails_and_nothing_is_renamed(legacy_tabl
     with connection(legacy_table) as conn:
         assert table_columns(conn, "table01")["id"].data_type == "int"
         assert table_columns(conn, "orders") and not table_columns(conn, "table01_old")
+
+
+def test_a_copy_that_dies_between_chunks_is_finished_by_running_it_again(legacy_table):
+    spec = legacy_spec()
+    with connection(legacy_table) as conn:
+        ensure_tables(conn, spec)
+    opened = []
+
+    def dies_at_the_third_chunk():
+        opened.append(1)
+        if len(opened) == 3:  # 1: bounds, 2: first chunk, 3: second chunk
+            raise ConnectionError("the worker was killed")
+        return connection(legacy_table)
+
+    with pytest.raises(ConnectionError):
+        copy_day(dies_at_the_third_chunk, spec, DAY, chunk_rows=2, connections=1)
+    legacy, copied = same_rows(
+        legacy_table, "created_at >= '2024-03-01' AND created_at < '2024-03-02'"
+    )
+    assert 0 < len(copied) < len(legacy)  # half done
+    assert not rows(legacy_table, "SELECT * FROM orders_copied_days")  # and not recorded
+    copy_day(connector(legacy_table), spec, DAY, chunk_rows=2)
+    legacy, copied = same_rows(
+        legacy_table, "created_at >= '2024-03-01' AND created_at < '2024-03-02'"
+    )
+    assert copied == legacy
