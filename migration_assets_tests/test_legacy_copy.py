@@ -392,3 +392,12 @@ def test_a_copy_that_dies_between_chunks_is_finished_by_running_it_again(legacy_
         legacy_table, "created_at >= '2024-03-01' AND created_at < '2024-03-02'"
     )
     assert copied == legacy
+
+
+def test_cutover_before_any_copy_is_refused(legacy_table):
+    spec = legacy_spec(start="2024-02-29")
+    with connection(legacy_table) as conn:
+        ensure_tables(conn, spec)
+    with pytest.raises(CutoverRefused, match="no day has been copied"):
+        cutover(connector(legacy_table), spec, today=dt.date(2024, 3, 1), verify_days=2)
+    assert rows(legacy_table, "SHOW TABLES LIKE 'table01_old'") == ()

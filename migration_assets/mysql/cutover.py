@@ -91,7 +91,10 @@ def cutover(
             raise CutoverRefused(f"the new table {target!r} does not exist: copy the days first")
         key = legacy_key(conn, spec)
         _refuse_uncopied_days(conn, spec, days[-1])
-        result.caught_up_rows = catch_up(conn, spec).rows
+        first = catch_up(conn, spec)
+        if first.copied_through is None:
+            raise CutoverRefused("no day has been copied yet: nothing to cut over to")
+        result.caught_up_rows = first.rows
     locked = [source, target, tombstones_table(spec), copied_days_table(spec), tail_table(spec)]
     with connect() as conn, conn.cursor() as cur:
         cur.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout_s,))
