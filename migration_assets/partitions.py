@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 
 import dagster as dg
@@ -23,10 +22,6 @@ def daily_partitions(spec: MigrationSpec) -> dg.DailyPartitionsDefinition:
     )
 
 
-def partition_day(context: dg.AssetExecutionContext) -> dt.date:
-    return dt.date.fromisoformat(context.partition_key)
-
-
 DAYS_PER_RUN_ENV_VAR = "MIGRATION_DAYS_PER_RUN"
 
 
@@ -45,3 +40,10 @@ def days_per_run() -> int:
 
 
 DAYS_PER_RUN = days_per_run()
+
+
+def backfill_policy() -> dg.BackfillPolicy:
+    """The one policy every asset shares: a run takes the smallest `max_partitions_per_run`
+    of its assets, so a single asset without it would make a whole-graph backfill one day
+    per run (1,096 runs for three years instead of 37)."""
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN)

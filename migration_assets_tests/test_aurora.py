@@ -511,18 +511,11 @@ def test_a_range_run_records_each_days_check_results(
         items_per_day=150,
     )
     instance = dg.DagsterInstance.ephemeral()
-    for day in days:
-        assert dg.materialize(
-            assets_named(spec, "dynamodb_export"),
-            partition_key=day,
-            resources=resources,
-            instance=instance,
-        ).success
-    chain = assets_named(
-        spec, "parquet_partitions", "aurora_temp_table", "target_table", with_checks=True
+    graph = assets_named(  # the whole graph in one range run, as a backfill batch runs it
+        spec, *PIPELINE, "bigint_table_copy", with_checks=True
     )
     result = dg.materialize(
-        chain,
+        graph,
         resources=resources,
         instance=instance,
         tags={
@@ -531,6 +524,17 @@ def test_a_range_run_records_each_days_check_results(
         },
     )
     assert result.success
+    for asset in (*PIPELINE, "bigint_table_copy"):  # each day's own figures on its event
+        events = result.asset_materializations_for_node(asset)
+        assert sorted(e.partition for e in events) == days
+        assert all(e.metadata["run_days"].value == 2 for e in events)
+    staged = {
+        e.partition: e.metadata["rows_loaded"].value
+        for e in result.asset_materializations_for_node("aurora_temp_table")
+    }
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT _day, COUNT(*) FROM orders_stage GROUP BY _day ORDER BY _day")
+        assert {str(day): count for day, count in cur.fetchall()} == staged
     per_day = {
         (e.asset_key.to_user_string(), e.check_name, e.partition): e.passed
         for e in result.get_asset_check_evaluations()
@@ -539,7 +543,7 @@ def test_a_range_run_records_each_days_check_results(
     expected = (
         {
             (asset, check, day): True
-            for asset in ("aurora_temp_table", "target_table")
+            for asset in ("aurora_temp_table", "target_table", "bigint_table_copy")
             for check in ("per_second_count_parity", "bigint_id_schema")
             for day in days
         }

@@ -125,3 +125,23 @@ def test_days_per_run_comes_from_the_environment(monkeypatch):
     assert days_per_run() == 30
     policy = defs.resolve_assets_def("parquet_partitions").backfill_policy
     assert policy.max_partitions_per_run == 30
+
+
+def test_every_asset_shares_one_backfill_policy():
+    """A run takes the smallest batch of its assets: one asset without the policy would turn
+    a whole-graph backfill into one run per day."""
+    import warnings
+
+    from migration_assets.partitions import DAYS_PER_RUN
+
+    policies = {
+        key.to_user_string(): defs.resolve_assets_def(key).backfill_policy
+        for key in defs.resolve_all_asset_keys()
+    }
+    assert set(policies) >= {"dynamodb_export", "bigint_table_copy", "target_table"}
+    assert set(policies.values()) == {dg.BackfillPolicy.multi_run(DAYS_PER_RUN)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        job = defs.resolve_implicit_global_asset_job_def()
+    assert not [w for w in caught if "varying BackfillPolicies" in str(w.message)]
+    assert job.backfill_policy == dg.BackfillPolicy.multi_run(DAYS_PER_RUN)

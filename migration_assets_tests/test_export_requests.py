@@ -15,6 +15,7 @@ from migration_assets.dynamodb.requests import (
     ExportRequest,
     PitrWindow,
     client_token,
+    plan_after_chain,
     plan_request,
 )
 from migration_assets.resources import DynamoDBResource
@@ -46,6 +47,14 @@ def test_plan_asks_for_what_the_day_lacks():
     long_gap = PitrWindow(PITR.earliest, dt.datetime(2026, 3, 5, tzinfo=UTC))
     window = plan_request(DAY, coverage("2026-03-02T01:00:00.000Z"), long_gap)
     assert window.window_to - window.window_from == dt.timedelta(hours=24)  # DynamoDB's maximum
+
+
+def test_a_day_the_chain_has_not_reached_asks_for_the_next_window_not_a_full_export():
+    chain_end = dt.datetime(2026, 3, 1, 23, tzinfo=UTC)  # today (DAY) has no coverage yet
+    assert plan_after_chain(DAY, chain_end, PITR) == ExportRequest(
+        "INCREMENTAL_EXPORT", chain_end, PITR.latest
+    )
+    assert plan_after_chain(DAY, None, PITR) == ExportRequest("FULL_EXPORT")  # no full export
 
 
 def test_client_token_is_stable_per_request():

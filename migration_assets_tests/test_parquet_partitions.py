@@ -202,13 +202,7 @@ def test_a_range_run_reads_each_file_once_and_writes_every_day(
     spec, resources, s3_client, dynamodb_client
 ):
     seed(spec, s3=s3_client, dynamodb=dynamodb_client, mysql=None, days=DAYS, items_per_day=200)
-    for day in DAYS:  # coverage for both days first
-        assert dg.materialize(
-            assets_named(spec, "dynamodb_export"),
-            partition_key=day.isoformat(),
-            resources=resources,
-        ).success
-    parquet_only = assets_named(spec, "parquet_partitions")
+    parquet_only = assets_named(spec, "dynamodb_export", "parquet_partitions")
     result = dg.materialize(
         parquet_only,
         resources=resources,
@@ -218,20 +212,24 @@ def test_a_range_run_reads_each_file_once_and_writes_every_day(
         },
     )
     assert result.success
-    meta = result.asset_materializations_for_node("parquet_partitions")[0].metadata
+    events = result.asset_materializations_for_node("parquet_partitions")
+    materialized = {m.partition: m.metadata for m in events}
+    assert sorted(materialized) == ["2023-01-01", "2023-01-02"]
     exports = completed_exports(s3_client, spec.s3.bucket, spec.s3.export_prefix)
-    assert meta["files_read"].value == sum(len(m.files) for m in exports)  # once each
-    observations = [
-        e.event_specific_data.asset_observation
-        for e in result.all_events
-        if e.event_type_value == "ASSET_OBSERVATION"
-    ]
-    assert sorted(o.partition for o in observations) == ["2023-01-01", "2023-01-02"]
+    for meta in materialized.values():  # the run's figures on every day of it
+        assert meta["files_read"].value == sum(len(m.files) for m in exports)  # once each
+        assert meta["run_days"].value == 2
     expected = expected_days(spec, s3_client)
-    for observation in observations:
-        day = dt.date.fromisoformat(observation.partition)
-        assert observation.metadata["rows"].value == len(expected[day][0])
+    for partition, meta in materialized.items():  # each day's own figures on its own event
+        day = dt.date.fromisoformat(partition)
+        assert meta["rows"].value == len(expected[day][0])
+        assert meta["partition"].value == f"s3://{spec.s3.bucket}/{spec.s3.parquet_prefix}/dt={day}/"
         assert actual_day(spec, s3_client, day)[0] == expected[day][0]
+    exports_meta = {
+        m.partition: m.metadata for m in result.asset_materializations_for_node("dynamodb_export")
+    }
+    assert sorted(exports_meta) == ["2023-01-01", "2023-01-02"]  # dynamodb_export takes ranges
+    assert {m["day_complete"].value for m in exports_meta.values()} == {True}
 
 
 def _edge_spec(bucket: str, on_bad_record: str):

@@ -12,9 +12,10 @@ from ..mysql.load import LoadError, clean_days, load_day
 from ..mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
 from ..mysql.retry import with_retries
 from ..parquet_store import read_partition
-from ..partitions import DAYS_PER_RUN
+from ..partitions import backfill_policy
 from ..resources import MySQLResource
 from ..spec import MigrationSpec
+from .eta import DayLog, backfill_metadata, day_rows
 
 MYSQL_POOL = "mysql"  # limited in dagster_home/dagster.yaml (pools: default_limit)
 
@@ -27,23 +28,34 @@ class MergeConfig(dg.Config):
     chunk_rows: int = DEFAULT_CHUNK_ROWS
 
 
-def per_day_result(context: dg.AssetExecutionContext, results: dict[str, dict[str, Any]]):
-    """One day: its metadata; a range: a summary plus an observation per day."""
+def per_day_result(
+    context: dg.AssetExecutionContext,
+    results: dict[str, dict[str, Any]],
+    data_version: dg.DataVersion | None = None,
+    run: dict[str, Any] | None = None,
+):
+    """One day: its metadata. A range: each day's metadata on that day's materialization,
+    plus a short summary of the run (and `run`) on all of them. In a backfill: its time
+    remaining."""
+    rows = [n for n in map(day_rows, results.values()) if n is not None]
+    progress = {**(run or {}), **backfill_metadata(context, rows)}
     if len(results) == 1:
-        return dg.MaterializeResult(metadata=next(iter(results.values())))
-    for day, metadata in results.items():
-        context.log_event(
-            dg.AssetObservation(asset_key=context.asset_key, partition=day, metadata=metadata)
+        return dg.MaterializeResult(
+            metadata={**next(iter(results.values())), **progress}, data_version=data_version
         )
-    return dg.MaterializeResult(
-        metadata={"days": len(results), "per_day": dg.MetadataValue.json(results)}
-    )
+    for day, metadata in results.items():
+        context.add_asset_metadata(metadata, partition_key=day)
+    keys = list(results)
+    summary: dict[str, Any] = {"run_days": len(keys), "run_range": f"{keys[0]}...{keys[-1]}"}
+    if rows:
+        summary["run_rows"] = sum(rows)
+    return dg.MaterializeResult(metadata={**summary, **progress}, data_version=data_version)
 
 
 def build_aurora_assets(
     spec: MigrationSpec, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
-    policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN)
+    policy = backfill_policy()
 
     @dg.asset(
         name="aurora_temp_table",
@@ -65,6 +77,7 @@ def build_aurora_assets(
     ) -> dg.MaterializeResult:
         client = s3.get_client()
         results = {}
+        log = DayLog(context, "staged")
         for key in context.partition_keys:
             day = parse_day(key)
             table = read_partition(client, spec, day)
@@ -85,6 +98,7 @@ def build_aurora_assets(
                 "seconds": round(loaded.seconds, 3),
                 "rows_per_second": round(loaded.rows / loaded.seconds) if loaded.seconds else 0,
             }
+            log.done(key, loaded.rows)
         return per_day_result(context, results)
 
     @dg.asset(
@@ -106,6 +120,7 @@ def build_aurora_assets(
         context: dg.AssetExecutionContext, config: MergeConfig, mysql: MySQLResource
     ) -> dg.MaterializeResult:
         results = {}
+        log = DayLog(context, "merged")
         for key in context.partition_keys:
             day = parse_day(key)
 
@@ -137,6 +152,7 @@ def build_aurora_assets(
                 "mode": merged.mode,
                 "on_delete": merged.on_delete,
             }
+            log.done(key, merged.staged)
         return per_day_result(context, results)
 
     return [aurora_temp_table, target_table]

@@ -16,8 +16,9 @@ from ..partition_builder import (
     MissingCoverageError,
     build_days,
 )
-from ..partitions import DAYS_PER_RUN
+from ..partitions import backfill_policy
 from ..spec import MigrationSpec
+from .aurora import per_day_result
 
 
 def day_metadata(spec: MigrationSpec, result: DayResult) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def build_parquet_partitions(
         deps=["dynamodb_export"],
         group_name="dynamodb",
         kinds={"parquet", "s3"},
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
+        backfill_policy=backfill_policy(),
         description=(
             f"Items of `{spec.dynamodb.table}` per UTC day of "
             f"`{spec.dynamodb.event_time.attribute}`"
@@ -94,33 +95,10 @@ def build_parquet_partitions(
                 f"{stats.unplaced_rejects_key}"
             )
         by_day = {r.day: r for r in stats.results}
-        if len(days) == 1:
-            return dg.MaterializeResult(
-                metadata={**day_metadata(spec, by_day[days[0]]), **run_metadata(stats, elapsed)}
-            )
-        for day in days:  # a range run: every day still gets its own numbers
-            context.log_event(
-                dg.AssetObservation(
-                    asset_key=context.asset_key,
-                    partition=day.isoformat(),
-                    metadata=day_metadata(spec, by_day[day]),
-                )
-            )
-        return dg.MaterializeResult(
-            metadata={
-                **run_metadata(stats, elapsed),
-                "rows": sum(r.manifest.rows for r in stats.results),
-                "per_day": dg.MetadataValue.json(
-                    {
-                        r.day.isoformat(): {
-                            "rows": r.manifest.rows,
-                            "deletes": r.manifest.deletes,
-                            "rejects": r.manifest.rejects,
-                        }
-                        for r in stats.results
-                    }
-                ),
-            }
+        return per_day_result(
+            context,
+            {day.isoformat(): day_metadata(spec, by_day[day]) for day in days},
+            run=run_metadata(stats, elapsed),
         )
 
     return parquet_partitions

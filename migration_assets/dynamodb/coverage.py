@@ -125,6 +125,15 @@ def incremental_chain(
     return chain, cursor, None
 
 
+def chain_end(exports: list[ExportManifest]) -> dt.datetime | None:
+    """Until when the newest full export and its incremental chain hold every write (None
+    without a full export): where the next incremental export must start."""
+    fulls = [m for m in exports if not m.summary.is_incremental and m.summary.export_time]
+    if not fulls:
+        return None
+    return incremental_chain(max(fulls, key=lambda m: m.summary.export_time), exports)[1]
+
+
 def cover_day(day: dt.date, exports: list[ExportManifest]) -> DayCoverage:
     """The exports that make up `day`: the newest full export plus its incremental chain."""
     start, end = day_window(day)

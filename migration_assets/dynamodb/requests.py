@@ -61,6 +61,16 @@ def plan_request(
     if coverage.complete:
         return None
     covered_until = dt.datetime.fromisoformat(coverage.covered_until.replace("Z", "+00:00"))
+    return plan_after_chain(day, covered_until, pitr)
+
+
+def plan_after_chain(
+    day: dt.date, covered_until: dt.datetime | None, pitr: PitrWindow
+) -> ExportRequest | None:
+    """Like `plan_request`, from the chain's end alone: a day the chain has not reached yet
+    (today, just after midnight) needs the next incremental window, not a new full export."""
+    if covered_until is None:
+        return ExportRequest("FULL_EXPORT")
     if covered_until < pitr.earliest:
         return ExportRequest("FULL_EXPORT")  # the chain's end is no longer restorable
     _, day_end = day_window(day)
