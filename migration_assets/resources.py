@@ -32,13 +32,17 @@ class DynamoDBResource(dg.ConfigurableResource):
     connect_timeout_s: float = 10
     read_timeout_s: float = 60
 
-    def get_client(self) -> Any:
+    def get_client(self, max_attempts: int | None = None) -> Any:
+        """`max_attempts=1` for scan mode: its rate controller must see every throttle."""
         return aws_client(
             "dynamodb",
             region_name=self.region_name,
             endpoint_url=self.endpoint_url,
             config=retry_config(
-                self.max_attempts, self.retry_mode, self.connect_timeout_s, self.read_timeout_s
+                max_attempts or self.max_attempts,
+                self.retry_mode,
+                self.connect_timeout_s,
+                self.read_timeout_s,
             ),
         )
 

@@ -176,12 +176,23 @@ class EventTime:
 
 
 @dataclass(frozen=True)
+class ScanSpec:
+    """`dynamodb.scan`: how hard scan mode may read the live table (see dynamodb/scan.py)."""
+
+    target_share: float = 0.5  # share of the provisioned RCUs (or of the on-demand maximum)
+    target_rcu_per_s: float | None = None  # absolute RCU/s: required on-demand, a cap otherwise
+    segments: int | None = None  # TotalSegments; None: one per 2 GiB, at least `workers`
+    workers: int = 4  # threads scanning segments at once
+
+
+@dataclass(frozen=True)
 class DynamoDBSpec:
     table: str
     event_time: EventTime
     mode: Literal["export", "scan"] = "export"
     request: bool = False
     on_bad_record: Literal["fail", "quarantine"] = "fail"
+    scan: ScanSpec = ScanSpec()
 
 
 @dataclass(frozen=True)
@@ -382,6 +393,34 @@ def _prefix(section: _Section, key: str) -> str | None:
     return cleaned
 
 
+def _scan(section: _Section | None) -> ScanSpec:
+    """`dynamodb.scan`, every bound checked so a typo cannot hammer a live table."""
+    if section is None:
+        return ScanSpec()
+    section.check_keys({"target_share", "target_rcu_per_s", "segments", "workers"})
+    share = section.get("target_share", (int, float), 0.5)
+    if isinstance(share, bool) or not 0 < share <= 1:
+        section.problems.add(section.key_path("target_share"), f"must be > 0 and <= 1, not {share}")
+        share = 0.5
+    rate = section.get("target_rcu_per_s", (int, float), None)
+    if rate is not None and (isinstance(rate, bool) or rate <= 0):
+        section.problems.add(section.key_path("target_rcu_per_s"), f"must be > 0, not {rate}")
+        rate = None
+    segments = section.get("segments", int, None)
+    if segments is not None and not 1 <= segments <= 1_000_000:
+        section.problems.add(
+            section.key_path("segments"), f"must be between 1 and 1000000, not {segments}"
+        )
+        segments = None
+    workers = section.get("workers", int, 4)
+    if not 1 <= workers <= 256:
+        section.problems.add(
+            section.key_path("workers"), f"must be between 1 and 256, not {workers}"
+        )
+        workers = 4
+    return ScanSpec(float(share), None if rate is None else float(rate), segments, workers)
+
+
 def _columns(top: _Section) -> tuple[tuple[Column, ...], set[str]]:
     """The valid columns, and the names of columns that had problems (to avoid cascades)."""
     raw = top.get("columns", list)
@@ -520,7 +559,7 @@ def parse_spec(data: Any, source: str = "<memory>") -> MigrationSpec:
 
     dynamodb, event_time = None, None
     if section := top.section("dynamodb"):
-        section.check_keys({"table", "mode", "request", "event_time", "on_bad_record"})
+        section.check_keys({"table", "mode", "request", "event_time", "on_bad_record", "scan"})
         if (event := section.section("event_time")) is not None:
             event.check_keys({"attribute", "unit"})
             attribute = event.get("attribute", str)
@@ -532,8 +571,9 @@ def parse_spec(data: Any, source: str = "<memory>") -> MigrationSpec:
         mode = section.choice("mode", ("export", "scan"), "export")
         request = section.get("request", bool, False)
         on_bad = section.choice("on_bad_record", ("fail", "quarantine"), "fail")
+        scan = _scan(section.section("scan", required=False))
         if table and event_time:
-            dynamodb = DynamoDBSpec(table, event_time, mode, request, on_bad)
+            dynamodb = DynamoDBSpec(table, event_time, mode, request, on_bad, scan)
 
     s3 = None
     if section := top.section("s3"):

@@ -221,7 +221,7 @@ def _write_data_files(
     return b"".join(entries), total
 
 
-def _finish_export(
+def finish_export(
     s3: Any, bucket: str, root: str, files_manifest: bytes, summary: dict[str, Any]
 ) -> ExportSummary:
     """Write the manifests in AWS's order; the summary (completion signal) goes last."""
@@ -292,7 +292,7 @@ def write_full_export(
         "itemCount": total,
         "outputFormat": "DYNAMODB_JSON",
     }
-    return _finish_export(s3, bucket, root, files_manifest, summary)
+    return finish_export(s3, bucket, root, files_manifest, summary)
 
 
 def write_incremental_export(
@@ -353,4 +353,4 @@ def write_incremental_export(
         "outputView": view,
         "exportType": INCREMENTAL_EXPORT,
     }
-    return _finish_export(s3, bucket, root, files_manifest, summary)
+    return finish_export(s3, bucket, root, files_manifest, summary)
