@@ -34,6 +34,7 @@ from migration_assets.dynamodb.scan import (
     ScanBusyError,
     ScanSettings,
     checkpoint_key,
+    estimate_finish_s,
     from_export_json,
     lease_key,
     open_scans,
@@ -241,6 +242,15 @@ def test_capacity_targets():
     assert target_from_table(capped, 0.5, None).rcu_per_s == 500
     with pytest.raises(CapacityError, match="dynamodb.scan.target_rcu_per_s"):
         target_from_table(on_demand, 0.5, None)
+
+
+def test_finish_estimate():
+    sized = {"TableSizeBytes": 4096 * 1000}  # 500 RCU to read in all
+    assert estimate_finish_s(sized, 0, 100.0, 0, 4, rate=50) == pytest.approx(8.0)
+    counted = {"TableSizeBytes": 0, "ItemCount": 1000}  # a quarter read for 10 RCU
+    assert estimate_finish_s(counted, 250, 10.0, 0, 4, rate=5) == pytest.approx(6.0)
+    assert estimate_finish_s({}, 0, 10.0, 2, 4, rate=5) == pytest.approx(2.0)
+    assert estimate_finish_s({}, 0, 0.0, 0, 4, rate=5) is None
 
 
 # --------------------------------------------------------------------------- against moto
@@ -486,5 +496,6 @@ def test_scan_mode_feeds_parquet_partitions_unchanged(
     assert first["scan_items"] == len(expected) == first["full_export_items"]
     assert first["scan_consumed_rcu"] > 0 and "scan_estimated_cost_usd" in first
     assert first["full_export_id"] == first["scan_export_id"]
+    assert first["scan_finished_at"] and first["scan_target_rcu_per_s"] == 200
     assert "scan_export_id" not in second  # no second scan
     assert second["full_export_id"] == first["full_export_id"]

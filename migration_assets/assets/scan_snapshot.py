@@ -66,6 +66,7 @@ def scan_snapshot(
         "scan_requests": result.requests,
         "scan_throttle_events": result.throttle_events,
         "scan_seconds": result.elapsed_s,
+        "scan_finished_at": result.summary.end_time.isoformat() if result.summary else "",
         "scan_rcu_per_s": result.achieved_rcu_per_s,
         "scan_target_rcu_per_s": result.target_rcu_per_s,
         "scan_target": result.target_why,

@@ -322,6 +322,7 @@ class Lease:
             self.etag = _put_json(self.s3, self.bucket, self.key, self._body(), IfMatch=self.etag)
         except ClientError as exc:
             if _precondition_failed(exc):
+                self.etag = None  # not ours any more: never delete it on the way out
                 raise LeaseLostError("the scan lease was taken over by another run") from None
             raise
 
@@ -762,7 +763,10 @@ def _run_workers(
                 lease.renew()
             except LeaseLostError:
                 shared.stop.set()
+                wait(futures)
                 raise
+            except ClientError as exc:  # a transient S3 error: renew at the next beat
+                log.warning("could not renew the scan lease (%s); retrying", exc)
             _progress(shared, table, report)
 
 
