@@ -141,7 +141,7 @@ def test_catch_up_and_cutover_jobs(spec, mysql_db, world):
     assert tail.success
     (output,) = [e for e in tail.all_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = output.event_specific_data.metadata
-    assert metadata["rows_copied"].value == 1 and metadata["rows_behind"].value == 0
+    assert metadata["new_rows_copied"].value == 1 and metadata["rows_behind"].value == 0
     refused = cutover.execute_in_process(
         run_config={"ops": {"swap_in_bigint_table": {"config": {"confirm_table": "orders"}}}},
         resources={"mysql": resources["mysql"]},

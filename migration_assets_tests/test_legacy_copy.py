@@ -185,14 +185,14 @@ def test_rows_inserted_during_the_copy_are_caught_up_exactly(legacy_table):
         writer.join()
     with connection(legacy_table) as conn:
         tail = catch_up(conn, spec, chunk_rows=7)
-    assert tail.rows > 0 and tail.rows_behind == 0 and tail.lag_seconds == 0
+    assert tail.new_rows > 0 and tail.rows_behind == 0 and tail.lag_seconds == 0
     assert tail.copied_through == max(written)
     legacy, copied = same_rows(
         legacy_table, "created_at >= '2024-03-01' AND created_at < '2024-03-02'"
     )
     assert copied == legacy
     with connection(legacy_table) as conn:
-        assert catch_up(conn, spec).rows == 0  # nothing new: nothing copied
+        assert catch_up(conn, spec).new_rows == 0  # nothing new
 
 
 def test_two_days_copy_concurrently(legacy_table):
@@ -301,61 +301,67 @@ def test_cutover_swaps_atomically_and_keeps_the_old_table(legacy_table):
         ensure_tables(conn, spec)
 
 
-@pytest.mark.parametrize("target", ["orders", "zz_orders"])
-def test_a_write_waiting_on_the_cutover_lands_in_the_new_table(legacy_table, target):
+@pytest.mark.parametrize("target", ["orders", "zz_orders"])  # sorting before / after table01
+def test_writes_waiting_on_the_cutover_land_in_the_new_table(legacy_table, target):
     spec, today = _copied_world(legacy_table, target)
     landed: list[int] = []
+    application_sql = [
+        (
+            "INSERT INTO table01 (customer_id, order_id, created_at) VALUES (6, 1, %s)",
+            (dt.datetime.combine(today, dt.time(13)),),
+        ),
+        ("UPDATE table01 SET amount = 99 WHERE id = 1", ()),
+        ("DELETE FROM table01 WHERE id = 2", ()),
+    ]
 
-    def application():
+    def application(sql, params):
         with connection(legacy_table) as app, app.cursor() as cur:
-            cur.execute(
-                "INSERT INTO table01 (customer_id, order_id, created_at) VALUES (6, 1, %s)",
-                (dt.datetime.combine(today, dt.time(13)),),
-            )
+            cur.execute(sql, params)
             app.commit()
             landed.append(cur.lastrowid)
 
-    writer = threading.Thread(target=application)
+    writers = [
+        threading.Thread(target=application, args=statement) for statement in application_sql
+    ]
 
     def application_writes_while_locked():
-        writer.start()
-        wait_for(  # the application's INSERT is queued behind the cutover's write lock
+        for writer in writers:
+            writer.start()
+        wait_for(  # the application's statements are queued behind the cutover's lock
             lambda: (
                 rows(
                     legacy_table,
-                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
-                    " WHERE INFO LIKE 'INSERT INTO table01%%' AND STATE LIKE 'Waiting%%'",
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting%%'"
+                    " AND (INFO LIKE 'INSERT INTO table01%%' OR INFO LIKE 'UPDATE table01%%'"
+                    " OR INFO LIKE 'DELETE FROM table01%%')",
                 )[0][0]
-                == 1
+                == 3
             )
         )
 
     done = cutover(
         connector(legacy_table), spec, today=today, while_locked=application_writes_while_locked
     )
-    writer.join()
-    (landed_id,) = landed
-    assert rows(legacy_table, "SELECT customer_id FROM table01 WHERE id = %s", (landed_id,)) == (
-        (6,),
-    )  # in the new table, whichever table it was written to
-    in_old = rows(legacy_table, "SELECT COUNT(*) FROM table01_old WHERE id = %s", (landed_id,))
-    if target == "orders":
-        # MariaDB: `orders` sorts before `table01`, so the RENAME waited on it and the queued
-        # INSERT reached the old table first; the copy after the swap brought it over
-        assert done.rows_after_swap == in_old[0][0] == 1 and landed_id < INT_MAX
-    else:  # the RENAME queued on `table01` first: the INSERT waited and reached the new table
-        assert done.rows_after_swap == in_old[0][0] == 0 and landed_id == INT_MAX + 1
-    old_ids = {r[0] for r in rows(legacy_table, "SELECT id FROM table01_old")}
-    new_ids = {r[0] for r in rows(legacy_table, "SELECT id FROM table01")}
-    assert old_ids | {landed_id} == new_ids  # nothing lost, nothing extra
-    assert done.method == "rename queued behind the write locks"  # MariaDB's way
+    for writer in writers:
+        writer.join()
+    # all three reached the new table: the insert numbered by it, the update and delete in it
+    assert rows(legacy_table, "SELECT id FROM table01 WHERE customer_id = 6") == ((INT_MAX + 1,),)
+    assert rows(legacy_table, "SELECT amount FROM table01 WHERE id = 1")[0][0] == 99
+    assert rows(legacy_table, "SELECT COUNT(*) FROM table01 WHERE id = 2")[0][0] == 0
+    # and none reached the old one, which is the legacy table as it was at the swap
+    assert rows(legacy_table, "SELECT COUNT(*) FROM table01_old WHERE customer_id = 6")[0][0] == 0
+    assert rows(legacy_table, "SELECT amount FROM table01_old WHERE id = 1")[0][0] != 99
+    assert rows(legacy_table, "SELECT COUNT(*) FROM table01_old WHERE id = 2")[0][0] == 1
+    assert done.rows_after_swap == 0 and done.locked_seconds < 10
 
 
 def test_cutover_is_refused_when_parity_fails_and_nothing_is_renamed(legacy_table):
     spec, today = _copied_world(legacy_table)
-    execute(legacy_table, "DELETE FROM orders WHERE id = 201")  # a copied row goes missing
+    execute(legacy_table, "DELETE FROM table01 WHERE id = 201")  # deleted after its copy
     with pytest.raises(CutoverRefused, match="seconds differ"):
         cutover(connector(legacy_table), spec, today=today)
+    assert copy_day(connector(legacy_table), spec, today).orphans_deleted == 1  # a re-copy
+    assert rows(legacy_table, "SELECT COUNT(*) FROM orders WHERE id = 201")[0][0] == 0
     execute(legacy_table, "DELETE FROM orders_copied_days WHERE day = '2024-03-02'")
     with pytest.raises(CutoverRefused, match="1 days were never copied .first: 2024-03-02"):
         cutover(connector(legacy_table), spec, today=today)
@@ -401,3 +407,47 @@ def test_cutover_before_any_copy_is_refused(legacy_table):
     with pytest.raises(CutoverRefused, match="no day has been copied"):
         cutover(connector(legacy_table), spec, today=dt.date(2024, 3, 1), verify_days=2)
     assert rows(legacy_table, "SHOW TABLES LIKE 'table01_old'") == ()
+
+
+def test_an_id_committed_after_a_larger_one_is_caught_up(legacy_table):
+    spec, today = _copied_world(legacy_table)
+    slow = connection(legacy_table)
+    slow_conn = slow.__enter__()
+    try:
+        with slow_conn.cursor() as cur:  # a long application transaction takes an id...
+            cur.execute(
+                "INSERT INTO table01 (customer_id, order_id, created_at) VALUES (7, 1, %s)",
+                (dt.datetime.combine(today, dt.time(9)),),
+            )
+            slow_id = cur.lastrowid
+        execute(  # ...a quicker one commits a larger id...
+            legacy_table,
+            "INSERT INTO table01 (customer_id, order_id, created_at) VALUES (7, 2, %s)",
+            (dt.datetime.combine(today, dt.time(10)),),
+        )
+        with connection(legacy_table) as conn:
+            assert catch_up(conn, spec).copied_through == slow_id + 1
+        slow_conn.commit()  # ...and the first commits after the catch-up passed its id
+    finally:
+        slow.__exit__(None, None, None)
+    with connection(legacy_table) as conn:
+        catch_up(conn, spec)  # the overlap below the mark takes it
+    assert rows(legacy_table, "SELECT COUNT(*) FROM orders WHERE id = %s", (slow_id,))[0][0] == 1
+
+
+def test_a_row_the_merge_inserted_first_takes_its_legacy_id(legacy_table):
+    spec = legacy_spec()
+    with connection(legacy_table) as conn:
+        ensure_tables(conn, spec)
+    execute(  # the DynamoDB merge inserted the item before the legacy row was copied
+        legacy_table,
+        "INSERT INTO orders (customer_id, order_id, created_at, loyalty_tier)"
+        " VALUES (9, 5, '2024-03-01 12:00:00', 'gold')",
+    )
+    copy_day(connector(legacy_table), spec, DAY)
+    assert rows(
+        legacy_table, "SELECT id, loyalty_tier FROM orders WHERE customer_id = 9 AND order_id = 5"
+    ) == ((5, "gold"),)  # the legacy id, and the merged column kept
+    with connection(legacy_table) as conn:
+        key = legacy_key(conn, spec)
+        assert copied_second_counts(conn, spec, DAY, key) == legacy_second_counts(conn, spec, DAY)

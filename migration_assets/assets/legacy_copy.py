@@ -65,6 +65,7 @@ def build_bigint_table_copy(
                 raise dg.Failure(description=str(exc)) from None
             results[key] = {
                 "rows_copied": copied.rows,
+                "orphans_deleted": copied.orphans_deleted,
                 "chunks": copied.chunks,
                 "connections": copied.connections,
                 "legacy_max_id_at_start": copied.source_max_id,
@@ -102,13 +103,14 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
 
         tail = with_retries(tail_copy, log=context.log.warning)
         context.log.info(
-            f"copied {tail.rows} rows; every legacy id up to {tail.copied_through} is in "
+            f"copied {tail.new_rows} new rows ({tail.rows} with the overlap); every legacy id up to {tail.copied_through} is in "
             f"{spec.mysql.target_table!r}; {tail.rows_behind} rows behind, event-time lag "
             f"{tail.lag_seconds} s"
         )
         context.add_output_metadata(
             {
-                "rows_copied": tail.rows,
+                "new_rows_copied": tail.new_rows,
+                "rows_copied_with_overlap": tail.rows,
                 "copied_through_id": tail.copied_through,
                 "legacy_max_id": tail.source_max_id,
                 "rows_behind": tail.rows_behind,
@@ -143,7 +145,7 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
                 "rows_copied_under_lock": done.final_rows,
                 "verified_days": dg.MetadataValue.json(done.verified_days),
                 "writes_paused_seconds": round(done.locked_seconds, 3),
-                "method": done.method,
+                "rows_found_after_swap": done.rows_after_swap,
             }
         )
 

@@ -1,18 +1,18 @@
 """The cutover: the new BIGINT table takes the legacy table's name in one atomic RENAME.
 
 1. Catch up the tail without locks (the bulk of the late rows).
-2. Take write locks on the legacy and new tables (the application's writes wait, briefly),
-   copy the last rows, and compare per-second counts of the last `verify_days` days; any
-   difference refuses the cutover and releases the locks, nothing renamed.
-3. `RENAME TABLE legacy TO old, new TO legacy`, one atomic statement. MySQL 8.0.13+ runs it
-   under the write locks. MariaDB refuses RENAME under LOCK TABLES (error 1192), so a second
-   connection issues it while the locks are held, and the locks are released once it waits:
-   a pending exclusive metadata lock is granted before the application's queued writes,
-   which then reach the new table by name (the way gh-ost cuts over). MariaDB takes the
-   RENAME's locks one table at a time in name order, so a write queued on the legacy table
-   can still slip in first when the new table's name sorts before it (measured in the tests);
-4. therefore every legacy id above the final mark is copied from the old table, which takes
-   no writes once renamed: exact, with such rows absent from the new table for milliseconds.
+2. `LOCK TABLES legacy READ` on one connection: the application's writes wait (reads go on).
+   On another connection: copy the last rows and compare per-second counts of the last
+   `verify_days` days; any difference refuses the cutover and releases the lock.
+3. `RENAME TABLE legacy TO old, new TO legacy`, one atomic statement, issued on a third
+   connection while the lock is held; once it waits, the lock is released. A pending
+   exclusive metadata lock is granted before the writes queued on the same table (INSERTs,
+   UPDATEs, DELETEs), which then reach the new table by name: the way gh-ost cuts over. The
+   same on MySQL 8 / Aurora MySQL 3 and MariaDB (which refuses RENAME under LOCK TABLES).
+   The RENAME takes its locks in name order; nothing else may hold the new table then (the
+   final copy has committed; pause `target_table` runs during the cutover), so it waits on
+   the legacy table, ahead of the application.
+4. A safety net: legacy ids above the final mark are copied from the old table (0 expected).
 The old table is kept.
 """
 
@@ -25,8 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import pymysql
-
 from ..identifiers import quote_identifier as q
 from ..identifiers import validate_identifier
 from ..quality.counts import copied_second_counts, legacy_second_counts, mismatched_seconds
@@ -38,11 +36,7 @@ from .legacy import (
     copied_days_table,
     copy_ids_above,
     legacy_key,
-    tail_table,
-    tombstones_table,
 )
-
-RENAME_UNDER_LOCK_REFUSED = 1192  # MariaDB: "Can't execute ... you have active locked tables"
 
 
 class CutoverRefused(RuntimeError):
@@ -55,10 +49,9 @@ class CutoverResult:
     old_table: str  # where the legacy table is kept
     caught_up_rows: int = 0  # copied before the locks
     final_rows: int = 0  # copied under the locks
-    rows_after_swap: int = 0  # written to the legacy table between unlock and swap (MariaDB)
+    rows_after_swap: int = 0  # found in the old table after the swap (the safety net; 0)
     verified_days: list[str] = field(default_factory=list)
-    locked_seconds: float = 0.0
-    method: str = ""
+    locked_seconds: float = 0.0  # how long the application's writes waited
 
 
 def cutover(
@@ -72,7 +65,7 @@ def cutover(
     while_locked: Callable[[], None] | None = None,
 ) -> CutoverResult:
     """Swap the tables (module docstring). The verified days end today (or with the last
-    partition of a bounded spec). `while_locked` runs once the write locks are held, before
+    partition of a bounded spec). `while_locked` runs once the legacy table is locked, before
     the final copy (to observe the pause, e.g. in tests)."""
     if verify_days < 1:
         raise ValueError("verify_days must be at least 1")
@@ -94,17 +87,16 @@ def cutover(
         first = catch_up(conn, spec)
         if first.copied_through is None:
             raise CutoverRefused("no day has been copied yet: nothing to cut over to")
-        result.caught_up_rows = first.rows
-    locked = [source, target, tombstones_table(spec), copied_days_table(spec), tail_table(spec)]
-    with connect() as conn, conn.cursor() as cur:
-        cur.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout_s,))
-        cur.execute("LOCK TABLES " + ", ".join(f"{q(t)} WRITE" for t in locked))
+        result.caught_up_rows = first.new_rows
+    with connect() as holder, holder.cursor() as locks, connect() as conn:
+        locks.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout_s,))
+        locks.execute(f"LOCK TABLES {q(source)} READ")  # the application's writes wait
         started = time.perf_counter()
         try:
             if while_locked:
                 while_locked()
-            final = catch_up(conn, spec)
-            result.final_rows = final.rows
+            final = catch_up(conn, spec, measure_lag=False)
+            result.final_rows = final.new_rows
             for day in days:
                 legacy = legacy_second_counts(conn, spec, day)
                 differing = mismatched_seconds(legacy, copied_second_counts(conn, spec, day, key))
@@ -114,14 +106,15 @@ def cutover(
                         f"{target!r} (first: {_iso(differing[0])}); nothing renamed"
                     )
                 result.verified_days.append(day.isoformat())
-            result.method = _rename(
-                connect, conn, f"{q(source)} TO {q(old)}, {q(target)} TO {q(source)}"
+            conn.commit()  # no metadata lock of ours may stand in the RENAME's way
+            _rename_queued_behind(
+                connect, holder, f"{q(source)} TO {q(old)}, {q(target)} TO {q(source)}"
             )
         finally:
-            cur.execute("UNLOCK TABLES")
+            locks.execute("UNLOCK TABLES")
             result.locked_seconds = time.perf_counter() - started
-        # rows a writer slipped into the legacy table between the unlock and the swap: the
-        # old table takes no writes any more, so copying every id above the mark is exact
+        # a safety net: nothing can have reached the legacy table after the final copy (its
+        # writers waited behind the lock, then behind the RENAME), and it takes no writes now
         assert final.copied_through is not None
         result.rows_after_swap = copy_ids_above(
             conn, spec, key, final.copied_through, tables=(old, source)
@@ -172,15 +165,12 @@ def _iso(second: int) -> str:
     return dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _rename(connect: Connect, locked: Any, renames: str) -> str:
-    """Swap the names while `locked` holds the write locks; returns how it was done."""
-    try:
-        with locked.cursor() as cur:
-            cur.execute(f"RENAME TABLE {renames}")
-        return "rename under the write locks"
-    except pymysql.err.MySQLError as exc:
-        if not exc.args or exc.args[0] != RENAME_UNDER_LOCK_REFUSED:
-            raise
+def _rename_queued_behind(connect: Connect, holder: Any, renames: str) -> None:
+    """Issue the RENAME on another connection while `holder` keeps the legacy table
+    read-locked, and release the lock once the RENAME waits for it: a pending exclusive
+    metadata lock is granted before the writes queued on the same table, which then reach
+    the new table by name. The RENAME takes its locks in name order and nothing else holds
+    the new table (the final copy has committed), so the legacy table is what it waits on."""
     waiting: dict[str, int] = {}
 
     def rename() -> None:
@@ -193,7 +183,7 @@ def _rename(connect: Connect, locked: Any, renames: str) -> str:
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(rename)
         deadline = time.monotonic() + 30
-        with locked.cursor() as cur:
+        with holder.cursor() as cur:
             while not pending.done() and time.monotonic() < deadline:
                 if "id" in waiting:
                     cur.execute(
@@ -208,10 +198,7 @@ def _rename(connect: Connect, locked: Any, renames: str) -> str:
                 if not pending.done():
                     if "id" in waiting:
                         cur.execute(f"KILL QUERY {int(waiting['id'])}")
-                    raise CutoverRefused(
-                        "the RENAME never queued behind the locks; nothing renamed"
-                    )
+                    raise CutoverRefused("the RENAME never queued behind the lock; nothing renamed")
                 pending.result()  # raises what the RENAME raised
             cur.execute("UNLOCK TABLES")  # the queued RENAME goes first
         pending.result(timeout=120)
-    return "rename queued behind the write locks"

@@ -40,6 +40,7 @@ from ..spec import MigrationSpec
 from .catalog import SchemaConflictError, primary_key, table_columns
 
 DEFAULT_COPY_CHUNK_ROWS = 200_000
+DEFAULT_TAIL_OVERLAP_IDS = 100_000  # ~2.4 h of a million-rows-a-day table, ~0.5 s to re-copy
 Connect = Callable[[], AbstractContextManager[Any]]  # opens a connection, closes it after
 _INT_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32}
 
@@ -160,8 +161,12 @@ class _CopySql:
         self.pk, self.when = q(key.column), q(spec.legacy_copy.time_column)
         names = list(table_columns(conn, source))
         merged = set(spec.mysql.update_columns)
+        # a row the merge inserted first (same merge key, an id above the legacy range)
+        # takes the legacy id; then the other copied columns
         refresh = ", ".join(
-            f"{q(n)} = VALUES({q(n)})" for n in names if n not in merged and n != key.column
+            f"{q(n)} = VALUES({q(n)})"
+            for n in [key.column, *(n for n in names if n != key.column)]
+            if n not in merged
         )
         self.day = f"{self.when} >= %s AND {self.when} < %s"
         tombstones = q(tombstones_table(spec))
@@ -172,7 +177,7 @@ class _CopySql:
         self.insert = (
             f"INSERT INTO {self.target} ({quote_identifiers(names)}) "
             f"SELECT {quote_identifiers(names)} FROM {self.source} WHERE {{where}} "
-            f"ON DUPLICATE KEY UPDATE {refresh or f'{self.pk} = {self.pk}'}"
+            f"ON DUPLICATE KEY UPDATE {refresh}"
         )
         self.deleted_in_day = (
             f"SELECT EXISTS (SELECT 1 FROM {tombstones} WHERE `event_time` >= %s"
@@ -195,6 +200,26 @@ class CopyResult:
     connections: int = 1
     seconds: float = 0.0
     source_max_id: int = 0
+    orphans_deleted: int = 0  # copied rows whose legacy row has since been deleted
+
+
+def _delete_orphans(cur: Any, sql: _CopySql, key: LegacyKey, day: dt.date) -> int:
+    """A re-copy also carries legacy deletes: copied rows of the day (legacy-range ids)
+    whose legacy row is gone are deleted. Skipped (one index probe) when the new table has
+    no copied row of the day yet."""
+    new_day = f"t.{sql.when} >= %s AND t.{sql.when} < %s AND t.{sql.pk} <= %s"
+    cur.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {sql.target} t WHERE {new_day})",
+        (*day_window(day), key.limit),
+    )
+    if not cur.fetchone()[0]:
+        return 0
+    cur.execute(
+        f"DELETE t FROM {sql.target} t LEFT JOIN {sql.source} s ON s.{sql.pk} = t.{sql.pk} "
+        f"WHERE {new_day} AND s.{sql.pk} IS NULL",
+        (*day_window(day), key.limit),
+    )
+    return cur.rowcount
 
 
 def day_window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -253,7 +278,8 @@ def copy_day(
     result = CopyResult(day, connections=connections)
     started = time.perf_counter()
     with connect() as conn, conn.cursor() as cur:
-        sql = _CopySql(conn, spec, legacy_key(conn, spec))
+        key = legacy_key(conn, spec)
+        sql = _CopySql(conn, spec, key)
         cur.execute(f"SELECT COALESCE(MAX({sql.pk}), 0) FROM {sql.source}")
         result.source_max_id = int(cur.fetchone()[0])
         cur.execute(f"SELECT COUNT(*) FROM {sql.source} WHERE {sql.day}", day_window(day))
@@ -261,6 +287,8 @@ def copy_day(
         bounds = _chunk_bounds(cur, sql, day, chunk_rows)
         cur.execute(sql.deleted_in_day, day_window(day))
         skip_deleted = bool(cur.fetchone()[0])
+        result.orphans_deleted = _delete_orphans(cur, sql, key, day)
+        conn.commit()
     ranges = list(zip([None, *bounds], [*bounds, None], strict=True))
     window = day_window(day)
 
@@ -293,7 +321,8 @@ def copy_day(
 
 @dataclass
 class TailResult:
-    rows: int = 0  # legacy rows copied (or re-copied) by this catch-up
+    rows: int = 0  # legacy rows copied, the overlap below the mark included
+    new_rows: int = 0  # of those, rows above the mark: arrived since the last catch-up
     chunks: int = 0
     copied_through: int | None = None  # every legacy id up to here is in the new table
     source_max_id: int = 0
@@ -312,18 +341,32 @@ def _watermark(cur: Any, spec: MigrationSpec) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
-def catch_up(conn: Any, spec: MigrationSpec, *, chunk_rows: int = DEFAULT_COPY_CHUNK_ROWS):
+def catch_up(
+    conn: Any,
+    spec: MigrationSpec,
+    *,
+    chunk_rows: int = DEFAULT_COPY_CHUNK_ROWS,
+    overlap_ids: int = DEFAULT_TAIL_OVERLAP_IDS,
+    measure_lag: bool = True,
+) -> TailResult:
     """Copy every legacy row above the watermark (rows that arrived after their day was
-    copied), chunk by chunk, each chunk committed with the watermark it reaches."""
+    copied), chunk by chunk, each chunk committed with the watermark it reaches.
+
+    The copy starts `overlap_ids` below the mark: an id handed out before the mark but
+    committed after it (a long application transaction) is copied by the next catch-up
+    instead of being skipped. Re-copying the overlap is idempotent."""
     result = TailResult()
     started = time.perf_counter()
     key = legacy_key(conn, spec)
     sql = _CopySql(conn, spec, key)
     with conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        last = _watermark(cur, spec)
-        if last is None:  # no day copied yet: the daily copies come first
+        mark = _watermark(cur, spec)
+        if mark is None:  # no day copied yet: the daily copies come first
             return result
+        cur.execute(f"SELECT COUNT(*) FROM {sql.source} WHERE {sql.pk} > %s", (mark,))
+        result.new_rows = int(cur.fetchone()[0])
+        last = max(0, mark - overlap_ids)
         statement = sql.copy(f"{sql.pk} > %s AND {sql.pk} <= %s", skip_deleted=True)
         for lower, upper, rows in _id_chunks(cur, sql, last, chunk_rows):
             cur.execute(statement, (lower, upper))
@@ -334,8 +377,9 @@ def catch_up(conn: Any, spec: MigrationSpec, *, chunk_rows: int = DEFAULT_COPY_C
             result.rows += rows
             result.chunks += 1
             last = upper
-        result.copied_through = last
-        _measure_lag(cur, sql, key, result)
+        result.copied_through = max(last, mark)
+        if measure_lag:
+            _measure_lag(cur, sql, result)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -368,12 +412,18 @@ def _id_chunks(cur: Any, sql: _CopySql, last: int, chunk_rows: int) -> Iterator[
         last = int(upper)
 
 
-def _measure_lag(cur: Any, sql: _CopySql, key: LegacyKey, result: TailResult) -> None:
-    cur.execute(f"SELECT COALESCE(MAX({sql.pk}), 0), MAX({sql.when}) FROM {sql.source}")
-    result.source_max_id, newest_legacy = cur.fetchone()
+def _measure_lag(cur: Any, sql: _CopySql, result: TailResult) -> None:
+    """Primary-key lookups only: rows above the watermark, and how much event time lies
+    between the newest copied legacy row and the newest legacy row (by id)."""
+    cur.execute(f"SELECT COALESCE(MAX({sql.pk}), 0) FROM {sql.source}")
+    result.source_max_id = int(cur.fetchone()[0])
     cur.execute(f"SELECT COUNT(*) FROM {sql.source} WHERE {sql.pk} > %s", (result.copied_through,))
     result.rows_behind = int(cur.fetchone()[0])
-    cur.execute(f"SELECT MAX({sql.when}) FROM {sql.target} WHERE {sql.pk} <= %s", (key.limit,))
-    newest_copied = cur.fetchone()[0]
-    if newest_legacy is not None and newest_copied is not None:
-        result.lag_seconds = max(0.0, (newest_legacy - newest_copied).total_seconds())
+    cur.execute(f"SELECT {sql.when} FROM {sql.source} WHERE {sql.pk} = %s", (result.source_max_id,))
+    newest = cur.fetchone()
+    cur.execute(
+        f"SELECT {sql.when} FROM {sql.target} WHERE {sql.pk} = %s", (result.copied_through,)
+    )
+    copied = cur.fetchone()
+    if newest and copied and newest[0] is not None and copied[0] is not None:
+        result.lag_seconds = max(0.0, (newest[0] - copied[0]).total_seconds())

@@ -174,11 +174,12 @@ def copied_second_counts(
         f" WHERE {when} >= %s AND {when} < %s AND {q(key.column)} <= %s GROUP BY {second.group}",
         (*day_window(day), key.limit),
     )
-    deleted = _grouped(
+    deleted = _grouped(  # only while the legacy row exists (a legacy delete ends it)
         conn,
-        f"SELECT {_SECOND.format(column='`event_time`')} AS s, COUNT(*) "
-        f"FROM {q(tombstones_table(spec))} WHERE `event_time` >= %s AND `event_time` < %s"
-        " GROUP BY s",
+        f"SELECT {_SECOND.format(column='d.`event_time`')} AS s, COUNT(*) "
+        f"FROM {q(tombstones_table(spec))} d JOIN {q(spec.legacy_copy.source_table)} l "
+        f"ON l.{q(key.column)} = d.`legacy_id` "
+        "WHERE d.`event_time` >= %s AND d.`event_time` < %s GROUP BY s",
         day_window(day),
     )
     for second, count in deleted.items():
