@@ -332,8 +332,8 @@ def test_writes_waiting_on_the_cutover_land_in_the_new_table(legacy_table, targe
                 rows(
                     legacy_table,
                     "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
-                    " WHERE STATE LIKE 'Waiting%%' AND (INFO LIKE 'INSERT INTO table01%%' OR INFO LIKE 'UPDATE table01%%'"
-                    " OR INFO LIKE 'DELETE FROM table01%%')",
+                    " WHERE STATE LIKE 'Waiting%%' AND (INFO LIKE 'INSERT INTO table01%%'"
+                    " OR INFO LIKE 'UPDATE table01%%' OR INFO LIKE 'DELETE FROM table01%%')",
                 )[0][0]
                 == 3
             )

@@ -104,8 +104,8 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
         tail = with_retries(tail_copy, log=context.log.warning)
         context.log.info(
             f"copied {tail.new_rows} new rows ({tail.rows} with the overlap); every legacy id "
-            f"up to {tail.copied_through} is in {spec.mysql.target_table!r}; {tail.rows_behind} rows behind, event-time lag "
-            f"{tail.lag_seconds} s"
+            f"up to {tail.copied_through} is in {spec.mysql.target_table!r}; "
+            f"{tail.rows_behind} rows behind, event-time lag {tail.lag_seconds} s"
         )
         context.add_output_metadata(
             {
