@@ -238,10 +238,10 @@ def test_a_row_the_merge_deleted_stays_deleted_and_parity_holds(legacy_table):
 
 
 def test_a_missing_bigint_column_or_a_wide_key_is_refused(legacy_table):
-    spec = legacy_spec(bigint_columns=["id", "no_such_column"])
+    spec = legacy_spec(bigint_columns=["id", "customer_id", "order_id", "no_such_column"])
     with connection(legacy_table) as conn, pytest.raises(SchemaConflictError, match="no_such"):
         ensure_tables(conn, spec)
-    spec = legacy_spec(bigint_columns=["customer_id"])  # the key must be widened too
+    spec = legacy_spec(bigint_columns=["customer_id", "order_id"])  # the key must be widened too
     with connection(legacy_table) as conn, pytest.raises(SchemaConflictError, match="INT-family"):
         ensure_tables(conn, spec)
 
@@ -405,7 +405,7 @@ def test_cutover_before_any_copy_is_refused(legacy_table):
     with connection(legacy_table) as conn:
         ensure_tables(conn, spec)
     with pytest.raises(CutoverRefused, match="no day has been copied"):
-        cutover(connector(legacy_table), spec, today=dt.date(2024, 3, 1), verify_days=2)
+        cutover(connector(legacy_table), spec, today=dt.date(2024, 3, 2), verify_days=3)
     assert rows(legacy_table, "SHOW TABLES LIKE 'table01_old'") == ()
 
 
@@ -451,3 +451,64 @@ def test_a_row_the_merge_inserted_first_takes_its_legacy_id(legacy_table):
     with connection(legacy_table) as conn:
         key = legacy_key(conn, spec)
         assert copied_second_counts(conn, spec, DAY, key) == legacy_second_counts(conn, spec, DAY)
+
+
+def test_the_new_table_keeps_the_legacy_definition(mysql_db):
+    execute(
+        mysql_db,
+        "CREATE TABLE table01 (id INT(11) UNSIGNED NOT NULL,"
+        " customer_id INT(11) NOT NULL, order_id INT(11) NOT NULL,"
+        " created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, amount DECIMAL(18,4),"
+        " attrs JSON, status ENUM('paid','open') NOT NULL DEFAULT 'open',"
+        " note VARCHAR(20) DEFAULT 'none', PRIMARY KEY (id), KEY by_status (status),"
+        " KEY by_created (created_at)) DEFAULT CHARSET=latin1",
+    )
+    spec = legacy_spec()
+    with connection(mysql_db) as conn:
+        ensure_tables(conn, spec)
+        ensure_tables(conn, spec)  # and it is accepted the next time (TIMESTAMP for datetime)
+        columns = table_columns(conn, "orders")
+        assert legacy_key(conn, spec).limit == 2**32 - 1
+    created = rows(mysql_db, "SHOW CREATE TABLE orders")[0][1]
+    assert "enum('paid','open') NOT NULL DEFAULT 'open'" in created  # literals as they were
+    assert "DEFAULT 'none'" in created and "KEY `by_status` (`status`)" in created
+    assert "DEFAULT CHARSET=latin1" in created  # the legacy table's charset
+    assert "`by_time`" not in created  # the legacy time index is kept, not doubled
+    assert columns["id"].column_type.startswith("bigint") and columns["id"].auto_increment
+    assert (
+        "utf8mb4"
+        in rows(
+            mysql_db,
+            "SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA ="
+            " DATABASE() AND TABLE_NAME = 'orders' AND COLUMN_NAME = 'loyalty_tier'",
+        )[0][0]
+    )  # the added DynamoDB text column holds Unicode
+    execute(  # an application insert relying on the defaults still works after the cutover
+        mysql_db, "INSERT INTO orders (customer_id, order_id) VALUES (1, 2)"
+    )
+    assert rows(mysql_db, "SELECT id, status, note FROM orders") == ((2**32, "open", "none"),)
+
+
+def test_a_legacy_column_that_disagrees_with_the_spec_is_refused_before_anything_is_made(
+    mysql_db,
+):
+    execute(
+        mysql_db,
+        "CREATE TABLE table01 (id INT NOT NULL PRIMARY KEY, customer_id INT NOT NULL,"
+        " order_id INT NOT NULL, created_at DATETIME NOT NULL, amount DECIMAL(12,2))",
+    )
+    with connection(mysql_db) as conn, pytest.raises(SchemaConflictError) as refused:
+        ensure_tables(conn, legacy_spec())
+    assert "legacy table 'table01': column 'amount' is decimal(12,2)" in str(refused.value)
+    assert rows(mysql_db, "SHOW TABLES LIKE 'orders'") == ()
+
+
+def test_cutover_refuses_legacy_rows_no_partition_copies(legacy_table):
+    spec, today = _copied_world(legacy_table)
+    execute(
+        legacy_table,
+        "INSERT INTO table01 (customer_id, order_id, created_at) VALUES (8, 8, %s)",
+        (dt.datetime.combine(today + dt.timedelta(days=3), dt.time()),),
+    )
+    with pytest.raises(CutoverRefused, match="1 legacy rows are dated after 2024-03-04"):
+        cutover(connector(legacy_table), spec, today=today)

@@ -40,19 +40,25 @@ def table_columns(conn: Any, table: str) -> dict[str, ColumnInfo]:
         }
 
 
-def unique_keys(conn: Any, table: str) -> dict[str, list[str]]:
-    """Every unique index (PRIMARY included) of the table: name -> its columns in order."""
+def indexes(conn: Any, table: str, *, unique: bool = False) -> dict[str, list[str]]:
+    """The table's indexes (only the unique ones, PRIMARY included, if asked): name -> its
+    columns in order."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS"
-            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND NON_UNIQUE = 0"
-            " ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s"
+            + (" AND NON_UNIQUE = 0" if unique else "")
+            + " ORDER BY INDEX_NAME, SEQ_IN_INDEX",
             (table,),
         )
-        keys: dict[str, list[str]] = {}
+        found: dict[str, list[str]] = {}
         for index, column in cur.fetchall():
-            keys.setdefault(index, []).append(column)
-        return keys
+            found.setdefault(index, []).append(column)
+        return found
+
+
+def unique_keys(conn: Any, table: str) -> dict[str, list[str]]:
+    return indexes(conn, table, unique=True)
 
 
 def primary_key(conn: Any, table: str) -> list[str]:

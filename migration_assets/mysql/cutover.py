@@ -83,7 +83,7 @@ def cutover(
         if not table_exists(conn, target):
             raise CutoverRefused(f"the new table {target!r} does not exist: copy the days first")
         key = legacy_key(conn, spec)
-        _refuse_uncopied_days(conn, spec, days[-1])
+        _refuse_uncopied_days(conn, spec, days[-1], days[0] + dt.timedelta(days=1))
         first = catch_up(conn, spec)
         if first.copied_through is None:
             raise CutoverRefused("no day has been copied yet: nothing to cut over to")
@@ -128,9 +128,12 @@ def cutover(
     return result
 
 
-def _refuse_uncopied_days(conn: Any, spec: MigrationSpec, verified_from: dt.date) -> None:
+def _refuse_uncopied_days(
+    conn: Any, spec: MigrationSpec, verified_from: dt.date, after: dt.date
+) -> None:
     """Every partition day before the verified ones must have been copied, and no legacy row
-    may lie before the first partition (no partition would ever copy it)."""
+    may lie outside the partitions (before the first, from `after` on, or undated): no
+    partition would ever copy it."""
     assert spec.legacy_copy is not None
     first = spec.partitions.start
     with conn.cursor() as cur:
@@ -151,13 +154,22 @@ def _refuse_uncopied_days(conn: Any, spec: MigrationSpec, verified_from: dt.date
             )
         when = q(spec.legacy_copy.time_column)
         cur.execute(
-            f"SELECT COUNT(*) FROM {q(spec.legacy_copy.source_table)} WHERE {when} < %s", (first,)
+            f"SELECT COALESCE(SUM({when} < %s), 0), COALESCE(SUM({when} >= %s), 0), "
+            f"COALESCE(SUM({when} IS NULL), 0) FROM {q(spec.legacy_copy.source_table)} "
+            f"WHERE {when} < %s OR {when} >= %s OR {when} IS NULL",
+            (first, after, first, after),
         )
-        early = int(cur.fetchone()[0])
+        early, late, undated = (int(v) for v in cur.fetchone())
         if early:
             raise CutoverRefused(
                 f"{early} legacy rows are older than partitions.start ({first}): move the start "
                 "back and copy those days; nothing renamed"
+            )
+        if late or undated:
+            raise CutoverRefused(
+                f"{late} legacy rows are dated after {after - dt.timedelta(days=1)} and "
+                f"{undated} have no {spec.legacy_copy.time_column}: no partition copies them; "
+                "nothing renamed"
             )
 
 

@@ -108,6 +108,7 @@ _FAMILIES = {
     "boolean": {"tinyint"},
     "text": {"text", "mediumtext", "longtext"},
     "blob": {"blob", "mediumblob", "longblob"},
+    "datetime": {"datetime", "timestamp"},  # sessions are UTC: a TIMESTAMP holds the same
 }
 
 
@@ -170,9 +171,32 @@ def staging_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
     ]
 
 
+def legacy_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
+    """Spec columns the legacy table also has must agree with it: the new table takes the
+    legacy column's type, so a disagreement would only surface after the table was made."""
+    if spec.legacy_copy is None:
+        return []
+    table = spec.legacy_copy.source_table
+    columns = table_columns(conn, table)
+    problems = []
+    for column in spec.columns:
+        info = columns.get(column.column)
+        if info is None:
+            continue
+        if column.column in spec.legacy_copy.bigint_columns:
+            continue  # widened to BIGINT in the new table
+        problem = _type_problem(column, info, spec)
+        if problem and column.column in spec.id_columns:
+            problem += " (list it in legacy_copy.bigint_columns to widen it)"
+        if problem:
+            problems.append(f"legacy table {table!r}: column {column.column!r} {problem}")
+    return problems
+
+
 def ensure_tables(conn: Any, spec: MigrationSpec) -> None:
     """Create missing tables; refuse (never alter) tables that conflict with the spec."""
     problems = target_conflicts(conn, spec) + staging_conflicts(conn, spec)
+    problems += legacy_conflicts(conn, spec)
     if problems:
         raise SchemaConflictError(
             "existing tables conflict with the spec and are left unchanged:\n  "

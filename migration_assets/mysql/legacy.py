@@ -27,6 +27,7 @@ such mark, then above its own watermark.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,7 @@ from typing import Any
 from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
-from .catalog import SchemaConflictError, primary_key, table_columns
+from .catalog import SchemaConflictError, indexes, primary_key, table_columns, unique_keys
 
 DEFAULT_COPY_CHUNK_ROWS = 200_000
 DEFAULT_TAIL_OVERLAP_IDS = 100_000  # ~2.4 h of a million-rows-a-day table, ~0.5 s to re-copy
@@ -108,14 +109,16 @@ def copy_bookkeeping_ddl(spec: MigrationSpec) -> list[str]:
     ]
 
 
-def _widened(column_type: str, name: str, bigint_columns: tuple[str, ...]) -> str:
-    if name not in bigint_columns:
-        return column_type.upper()
-    return "BIGINT UNSIGNED" if "unsigned" in column_type else "BIGINT"
+_INT_TYPE = r"(?:tinyint|smallint|mediumint|int)(?:\(\d+\))?"
 
 
 def copy_target_ddl(conn: Any, spec: MigrationSpec) -> str:
-    """CREATE TABLE for the new BIGINT table, derived from the legacy table and the spec."""
+    """CREATE TABLE for the new BIGINT table: the legacy table's own `SHOW CREATE TABLE`
+    (defaults, ON UPDATE, charsets, ENUM literals, CHECKs and secondary indexes kept as the
+    server prints them), with the widened columns' types changed to BIGINT (UNSIGNED kept),
+    the key AUTO_INCREMENT, the spec's missing columns, a unique key on mysql.key and a time
+    index added when absent. Foreign keys are not copied (their names are unique per
+    schema; add them after the cutover if wanted)."""
     assert spec.legacy_copy is not None
     legacy = spec.legacy_copy
     key = legacy_key(conn, spec)
@@ -125,24 +128,44 @@ def copy_target_ddl(conn: Any, spec: MigrationSpec) -> str:
         raise SchemaConflictError(
             f"legacy_copy.bigint_columns {missing} are not columns of {legacy.source_table!r}"
         )
-    lines = []
-    for column in columns.values():
-        sql = f"{q(column.name)} {_widened(column.column_type, column.name, legacy.bigint_columns)}"
-        sql += "" if column.nullable else " NOT NULL"
-        lines.append(sql + (" AUTO_INCREMENT" if column.name == key.column else ""))
-    for column in spec.columns:
-        if column.column not in columns:
-            lines.append(f"{q(column.column)} {column.type.sql}")
-    lines.append(f"PRIMARY KEY ({q(key.column)})")
-    if sorted(spec.mysql.key) != [key.column]:
-        lines.append(f"UNIQUE KEY `merge_key` ({quote_identifiers(spec.mysql.key)})")
-    lines.append(f"KEY `by_time` ({q(legacy.time_column)})")
+    with conn.cursor() as cur:
+        cur.execute(f"SHOW CREATE TABLE {q(legacy.source_table)}")
+        first, *body = cur.fetchone()[1].splitlines()
+    closing = next(i for i, line in enumerate(body) if line.startswith(")"))
+    definitions = [line.strip().rstrip(",") for line in body[:closing]]
+    options = re.sub(r"\s*AUTO_INCREMENT=\d+", "", body[closing])
+    kept: list[str] = []
+    for line in definitions:
+        if "FOREIGN KEY" in line:
+            continue
+        line = re.sub(r"^CONSTRAINT `[^`]+` CHECK", "CHECK", line)  # names are per schema
+        for name in legacy.bigint_columns:
+            line = re.sub(rf"^(`{name}` ){_INT_TYPE}", r"\1bigint", line)
+        if line.startswith(f"`{key.column}` ") and "AUTO_INCREMENT" not in line:
+            line += " AUTO_INCREMENT"
+        kept.append(line)
+    columns_end = next(i for i, line in enumerate(kept) if not line.startswith("`"))
+    added = [
+        f"{q(c.column)} {c.type.sql}{_UTF8 if c.type.kind in ('varchar', 'text') else ''}"
+        for c in spec.columns
+        if c.column not in columns
+    ]
+    unique = unique_keys(conn, legacy.source_table).values()
+    if not any(sorted(cols) == sorted(spec.mysql.key) for cols in unique):
+        kept.append(f"UNIQUE KEY `merge_key` ({quote_identifiers(spec.mysql.key)})")
+    if not any(c[0] == legacy.time_column for c in indexes(conn, legacy.source_table).values()):
+        kept.append(f"KEY `by_time` ({q(legacy.time_column)})")
+    lines = kept[:columns_end] + added + kept[columns_end:]
     return (
         f"CREATE TABLE IF NOT EXISTS {q(spec.mysql.target_table)} (\n  "
         + ",\n  ".join(lines)
         # new rows are numbered above every id the legacy column can hold (provenance)
-        + f"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 AUTO_INCREMENT={key.limit + 1}"
+        + f"\n{options} AUTO_INCREMENT={key.limit + 1}"
+        + "".join(f"\n{line}" for line in body[closing + 1 :])
     )
+
+
+_UTF8 = " CHARACTER SET utf8mb4"  # DynamoDB strings are Unicode whatever the legacy charset
 
 
 # --------------------------------------------------------------------------- copying
