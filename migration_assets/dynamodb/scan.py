@@ -651,6 +651,7 @@ def run_scan(
     clock = clock or SystemClock()
     report = progress or log.info
     description = dynamodb.describe_table(TableName=table)["Table"]
+    target = target_from_table(description, settings.target_share, settings.target_rcu_per_s)
     lease = Lease(s3, bucket, lease_key(prefix), settings.lease_s, owner, now)
     lease.acquire()
     try:
@@ -672,7 +673,6 @@ def run_scan(
             fresh = dynamodb.describe_table(TableName=table)["Table"]
             return target_from_table(fresh, settings.target_share, settings.target_rcu_per_s)
 
-        target = target_from_table(description, settings.target_share, settings.target_rcu_per_s)
         controller = RateController(target, clock, refresh=refresh, refresh_s=settings.refresh_s)
         shared = _Shared(
             dynamodb,
