@@ -8,12 +8,16 @@ autocommit off), and must never let the password reach a log, metadata or an exc
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import pymysql
+import pymysql.connections
 import pymysql.constants
 import pymysql.cursors
 
@@ -113,6 +117,24 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+class _Connection(pymysql.connections.Connection):
+    """pymysql (1.2) builds a new default SSL context for every connection in its preferred
+    TLS mode, loading the system CA store each time: ~27 ms per connection, measured as 12 s
+    of a 30-day backfill run (its checks and copies open ~360 connections). That default
+    context never differs, so it is built once and shared (SSLContext is shareable); explicit
+    TLS settings still get their own."""
+
+    def _create_ssl_ctx(self, sslp: Any) -> ssl.SSLContext:
+        if sslp == {}:
+            return _preferred_ssl_context()
+        return super()._create_ssl_ctx(sslp)
+
+
+@functools.cache
+def _preferred_ssl_context() -> ssl.SSLContext:
+    return pymysql.connections.Connection._create_ssl_ctx(None, {})  # type: ignore[arg-type]
+
+
 def open_connection(settings: MySQLSettings, *, database: bool = True) -> pymysql.Connection:
     """A new connection with the session settings the pipeline relies on.
 
@@ -122,7 +144,7 @@ def open_connection(settings: MySQLSettings, *, database: bool = True) -> pymysq
     (not only those it changed) and the merge can count without extra queries.
     """
     try:
-        return pymysql.connect(
+        return _Connection(
             host=settings.host,
             port=settings.port,
             user=settings.user,
