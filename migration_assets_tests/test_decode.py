@@ -223,6 +223,29 @@ def test_bad_lines_are_named_and_good_lines_survive():
     assert unreadable_day[4] == dt.date(2024, 1, 1)
 
 
+def test_a_run_over_some_days_converts_only_their_rows_and_keeps_placeless_records():
+    spec = make_spec()
+    day = 86_400
+    jan1 = 1704067200  # 2024-01-01, the first partition
+    lines = [
+        item(**BASE, doc={"M": {"a": {"N": "1"}}}),  # 2024-01-01, a map (the costly path)
+        item(**dict(BASE, pk={"N": "2"}, ts={"N": str(jan1 + day)}), doc={"M": {}}),  # 01-02
+        item(**dict(BASE, pk={"N": "3"}, ts={"N": str(jan1 + day)}), small={"S": "x"}),  # bad
+        item(**dict(BASE, pk={"N": "4"}, ts={"S": "yesterday"})),  # no readable day
+        item(**dict(BASE, pk={"N": "5"}, ts={"N": str(jan1 - day)})),  # before the partitions
+        b"this is not json",
+    ]
+    every = decode_full_file(gz_lines(*lines), "f", spec)
+    jan1_number = (dt.date(2024, 1, 1) - dt.date(1970, 1, 1)).days
+    only_jan1 = decode_full_file(gz_lines(*lines), "f", spec, days=frozenset({jan1_number}))
+    assert [r["pk"] for r in every.rows.to_pylist()] == [1, 2, 5]
+    assert [r["pk"] for r in only_jan1.rows.to_pylist()] == [1, 5]  # 5 is routed to 01-01
+    assert only_jan1.rows.to_pylist()[0] == every.rows.to_pylist()[0]
+    assert only_jan1.lines == every.lines == 6  # itemCount is still checked on every line
+    assert {r.line for r in every.rejects} == {3, 4, 6}
+    assert {r.line for r in only_jan1.rejects} == {4, 6}  # 01-02's bad record is 01-02's
+
+
 def test_empty_and_damaged_files():
     spec = make_spec()
     empty = decode_full_file(gzip.compress(b""), "empty.json.gz", spec)
