@@ -7,6 +7,7 @@ partitioned, so each can also be executed alone for one day to re-verify it.
 """
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -250,10 +251,14 @@ def build_checks(
     ) -> dg.AssetCheckResult:
         client = s3.get_client()
 
+        @functools.cache  # the table's types, the same for every day of the run
+        def table_types() -> dict[str, str | None]:
+            with mysql.connect() as conn:
+                return mysql_id_types(conn, spec.mysql.temp_table, spec_ids)
+
         def run(day: str) -> Validation:
             schema = read_partition(client, spec, parse_day(day)).schema
-            with mysql.connect() as conn:
-                types = mysql_id_types(conn, spec.mysql.temp_table, spec_ids)
+            types = dict(table_types())
             types |= {f"parquet.{n}": str(schema.field(n).type) for n in spec_ids}
             return bigint_ids(types, f"{spec.mysql.temp_table} and Parquet", deferred=True)
 
@@ -280,9 +285,13 @@ def build_checks(
     def target_ids(
         context: dg.AssetCheckExecutionContext, mysql: MySQLResource
     ) -> dg.AssetCheckResult:
-        def run(day: str) -> Validation:
+        @functools.cache  # the table's types, the same for every day of the run
+        def table_types() -> dict[str, str | None]:
             with mysql.connect() as conn:
-                return bigint_ids(new_table_ids(conn), spec.mysql.target_table, deferred=True)
+                return new_table_ids(conn)
+
+        def run(day: str) -> Validation:
+            return bigint_ids(table_types(), spec.mysql.target_table, deferred=True)
 
         return _result(context, run)
 
@@ -337,9 +346,13 @@ def _copy_checks(
     def copy_ids(
         context: dg.AssetCheckExecutionContext, mysql: MySQLResource
     ) -> dg.AssetCheckResult:
-        def run(day: str) -> Validation:
+        @functools.cache  # the table's types, the same for every day of the run
+        def table_types() -> dict[str, str | None]:
             with mysql.connect() as conn:
-                return bigint_ids(new_table_ids(conn), target, deferred=True)
+                return new_table_ids(conn)
+
+        def run(day: str) -> Validation:
+            return bigint_ids(table_types(), target, deferred=True)
 
         return _result(context, run)
 
