@@ -17,6 +17,7 @@ from .assets.parquet_partitions import build_parquet_partitions
 from .checks import build_checks
 from .partitions import daily_partitions
 from .resources import default_resources
+from .schedules import build_live_schedule
 from .sensors import build_export_sensor
 from .spec import MigrationSpec, load_spec
 
@@ -41,6 +42,7 @@ def build_definitions(
     return dg.Definitions(
         assets=definitions,
         sensors=[build_export_sensor(spec, daily_partitions(spec), asset_keys)],
+        schedules=[build_live_schedule(spec, asset_keys)],
         jobs=[
             build_clean_staging_job(spec),
             *(build_legacy_jobs(spec) if spec.legacy_copy else []),
