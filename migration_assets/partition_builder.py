@@ -17,7 +17,6 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from .dynamodb.layout import (
     md5_b64,
     require_manifest,
 )
+from .export_split import commit_split, load_split, read_split_day, take_lease, write_split_day
 from .parquet_store import (
     DEFAULT_MAX_ROWS_PER_FILE,
     PartitionManifest,
@@ -94,6 +94,8 @@ class BuildStats:
     bytes_read: int = 0
     unplaced_rejects: int = 0
     unplaced_rejects_key: str | None = None
+    split_days_read: int = 0  # days of a full export taken from its split (export_split.py)
+    split_written: bool = False
     results: list[DayResult] = field(default_factory=list)
 
 
@@ -142,31 +144,46 @@ def _decoded_files(
 
 
 class _DaySpill:
-    """Per-day Arrow stream files in a temporary folder: one file's rows routed to days."""
+    """Rows routed to days, buffered and flushed to per-day Arrow files in a temporary
+    folder when the buffer grows; files are closed after each flush (a split of three years
+    touches 1,096 days, more than a process may keep open). Memory: the buffer plus a day."""
+
+    FLUSH_ROWS = 1_000_000
 
     def __init__(self, folder: Path, schema: pa.Schema) -> None:
         self.folder = folder
         self.schema = schema
-        self.writers: dict[dt.date, pa.ipc.RecordBatchStreamWriter] = {}
-        self.stack = ExitStack()
+        self.buffers: dict[dt.date, list[pa.Table]] = defaultdict(list)
+        self.buffered = 0
+        self.chunks: dict[dt.date, list[Path]] = defaultdict(list)
 
     def add(self, day: dt.date, table: pa.Table) -> None:
-        if day not in self.writers:
-            sink = self.stack.enter_context(pa.OSFile(str(self.folder / f"{day}.arrow"), "wb"))
-            self.writers[day] = self.stack.enter_context(pa.ipc.new_stream(sink, self.schema))
-        self.writers[day].write_table(table)
+        self.buffers[day].append(table)
+        self.buffered += table.num_rows
+        if self.buffered >= self.FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        for day, tables in self.buffers.items():
+            path = self.folder / f"{day}-{len(self.chunks[day])}.arrow"
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, self.schema) as out:
+                for table in tables:
+                    out.write_table(table)
+            self.chunks[day].append(path)
+        self.buffers.clear()
+        self.buffered = 0
+
+    def days(self) -> list[dt.date]:
+        return sorted(set(self.buffers) | set(self.chunks))
 
     def read(self, day: dt.date) -> pa.Table:
-        if day not in self.writers:
-            return self.schema.empty_table()
-        self.writers.pop(day).close()
-        with pa.memory_map(str(self.folder / f"{day}.arrow")) as source:
-            table = pa.ipc.open_stream(source).read_all()
-        (self.folder / f"{day}.arrow").unlink()
-        return table
-
-    def close(self) -> None:
-        self.stack.close()
+        tables = []
+        for path in self.chunks.pop(day, []):
+            with pa.memory_map(str(path)) as source:
+                tables.append(pa.ipc.open_stream(source).read_all())
+            path.unlink()
+        tables += self.buffers.pop(day, [])
+        return pa.concat_tables(tables) if tables else self.schema.empty_table()
 
 
 def source_census(
@@ -199,9 +216,10 @@ def _home_day(spec: MigrationSpec, day: dt.date) -> dt.date:
 
 
 def _route_rows(
-    decoded: DecodedFile, days: set[int], spec: MigrationSpec, spill: _DaySpill
+    decoded: DecodedFile, days: set[int] | None, spec: MigrationSpec, spill: _DaySpill
 ) -> list[Reject]:
-    """Send each row to its day's spill; rows outside the partitions become bad records."""
+    """Send each row to its day's spill (`days`: those days only; None: every day of the
+    partitions); rows outside the partitions become bad records."""
     table = decoded.rows.select([c.column for c in spec.columns])
     numbers = event_days(table, spec.event_time_column.column)
     start = epoch_day(spec.partitions.start)
@@ -225,7 +243,7 @@ def _route_rows(
             )
             for line, record in zip(line_numbers, records, strict=True)
         ]
-    wanted = np.isin(numbers, np.fromiter(days, dtype=np.int64))
+    wanted = ~outside if days is None else np.isin(numbers, np.fromiter(days, dtype=np.int64))
     if not wanted.any():
         return rejects
     order = np.argsort(numbers[wanted], kind="stable")
@@ -328,57 +346,99 @@ def _build_group(
     schema = pa.schema([pa.field(c.column, c.type.arrow) for c in spec.columns])
     with tempfile.TemporaryDirectory(prefix="parquet-days-") as folder:
         spill = _DaySpill(Path(folder), schema)
-        try:
-            only_these = functools.partial(decode_full_file, days=frozenset(day_numbers))
-            for _, decoded, size in _decoded_files(s3, full, only_these, spec):
-                stats.files_read += 1
-                stats.items_read += decoded.lines
-                stats.bytes_read += size
-                rejects += decoded.rejects
-                rejects += _route_rows(decoded, day_numbers, spec, spill)
-            log(f"read {stats.files_read} data files ({stats.items_read} items)")
-            placed: dict[dt.date, list[Reject]] = defaultdict(list)
-            unplaced: list[Reject] = []
-            for reject in rejects:
-                home = _home_day(spec, reject.day) if reject.day else None
-                if home is None:
-                    unplaced.append(reject)
-                elif epoch_day(home) in day_numbers:
-                    placed[home].append(reject)
-            outputs = []
-            for day, coverage in members:
-                snapshot = spill.read(day)
-                rows, deletes = apply_changes(
-                    day, snapshot, changes, spec.event_time_column.column, spec.mysql.key
-                )
-                table, duplicates = _partition_table(spec, day, rows, deletes)
-                placed[day] += duplicates
-                census = source_census(day, rows, placed[day], spec)
-                outputs.append((day, coverage, table, census))
-            relevant = [r for day, _ in members for r in placed[day]] + unplaced
-            if relevant and spec.dynamodb.on_bad_record == "fail":
-                raise BadRecordsError(relevant)
-            if unplaced:
-                stats.unplaced_rejects += len(unplaced)
-                stats.unplaced_rejects_key = write_unplaced_rejects(
-                    s3, spec, "-".join(export_ids[:1]) + f"-{len(export_ids)}", unplaced
-                )
-            for day, coverage, table, census in outputs:
-                manifest = write_partition(
-                    s3,
-                    spec,
-                    day,
-                    table,
-                    placed[day],
-                    exports=export_ids,
-                    complete=coverage.complete,
-                    seconds=second_histogram(table, spec.event_time_column.column),
-                    census=census,
-                    max_rows_per_file=max_rows_per_file,
-                )
-                stats.results.append(DayResult(day, manifest, stats.files_read))
-        finally:
-            spill.close()
+        snapshots, full_rejects = _full_export_days(s3, spec, full, day_numbers, spill, stats, log)
+        rejects += full_rejects
+        placed: dict[dt.date, list[Reject]] = defaultdict(list)
+        unplaced: list[Reject] = []
+        for reject in rejects:
+            home = _home_day(spec, reject.day) if reject.day else None
+            if home is None:
+                unplaced.append(reject)
+            elif epoch_day(home) in day_numbers:
+                placed[home].append(reject)
+        outputs = []
+        for day, coverage in members:
+            snapshot = snapshots[day]
+            rows, deletes = apply_changes(
+                day, snapshot, changes, spec.event_time_column.column, spec.mysql.key
+            )
+            table, duplicates = _partition_table(spec, day, rows, deletes)
+            placed[day] += duplicates
+            census = source_census(day, rows, placed[day], spec)
+            outputs.append((day, coverage, table, census))
+        relevant = [r for day, _ in members for r in placed[day]] + unplaced
+        if relevant and spec.dynamodb.on_bad_record == "fail":
+            raise BadRecordsError(relevant)
+        if unplaced:
+            stats.unplaced_rejects += len(unplaced)
+            stats.unplaced_rejects_key = write_unplaced_rejects(
+                s3, spec, "-".join(export_ids[:1]) + f"-{len(export_ids)}", unplaced
+            )
+        for day, coverage, table, census in outputs:
+            manifest = write_partition(
+                s3,
+                spec,
+                day,
+                table,
+                placed[day],
+                exports=export_ids,
+                complete=coverage.complete,
+                seconds=second_histogram(table, spec.event_time_column.column),
+                census=census,
+                max_rows_per_file=max_rows_per_file,
+            )
+            stats.results.append(DayResult(day, manifest, stats.files_read))
+
+
+def _full_export_days(
+    s3: Any,
+    spec: MigrationSpec,
+    full: ExportManifest,
+    day_numbers: set[int],
+    spill: _DaySpill,
+    stats: BuildStats,
+    log: Callable[[str], None],
+) -> tuple[dict[dt.date, pa.Table], list[Reject]]:
+    """The full export's rows of each day of the run, and the export's bad records: from its
+    split when one is committed; else by splitting it (when no other run is at it); else by
+    reading it for these days only (`export_split.py`)."""
+    split = load_split(s3, spec, full)
+    if split is not None:
+        log(f"full export {split.export_id}: its days read from the split made earlier")
+        stats.split_days_read += len(day_numbers)
+        tables = {n: read_split_day(s3, spec, split, n, spill.schema) for n in day_numbers}
+        return {from_epoch_day(n): t for n, t in tables.items()}, list(split.rejects)
+    splitting = take_lease(s3, spec, full.summary.export_id, dt.datetime.now(dt.UTC))
+    decode = decode_full_file if splitting else functools.partial(
+        decode_full_file, days=frozenset(day_numbers)
+    )
+    rejects: list[Reject] = []
+    files = items = size = 0
+    for _, decoded, nbytes in _decoded_files(s3, full, decode, spec):
+        files, items, size = files + 1, items + decoded.lines, size + nbytes
+        rejects += decoded.rejects
+        rejects += _route_rows(decoded, None if splitting else day_numbers, spec, spill)
+    stats.files_read += files
+    stats.items_read += items
+    stats.bytes_read += size
+    log(f"read {stats.files_read} data files ({stats.items_read} items)")
+    if not splitting:
+        return {from_epoch_day(n): spill.read(from_epoch_day(n)) for n in day_numbers}, rejects
+    ours: dict[dt.date, pa.Table] = {}
+    written = []
+    for day in spill.days():  # one day in memory at a time
+        table = spill.read(day)
+        write_split_day(s3, spec, full.summary.export_id, epoch_day(day), table)
+        written.append(epoch_day(day))
+        if epoch_day(day) in day_numbers:
+            ours[day] = table
+    commit_split(s3, spec, full, written, rejects, files=files, items=items, size=size)
+    stats.split_written = True
+    log(f"full export {full.summary.export_id} split by day for later runs")
+    return {
+        from_epoch_day(n): ours.get(from_epoch_day(n), spill.schema.empty_table())
+        for n in day_numbers
+    }, rejects
 
 
 def _partition_table(

@@ -75,7 +75,7 @@ def _value(column, typed):
     return typed["S"]
 
 
-def expected_days(spec, s3):
+def expected_days(spec, s3, days=DAYS):
     """{day: ({mysql key: row}, {mysql key of deleted rows})} from the exports, in Python."""
     exports = completed_exports(s3, spec.s3.bucket, spec.s3.export_prefix)
     full = next(m for m in exports if not m.summary.is_incremental)
@@ -111,7 +111,7 @@ def expected_days(spec, s3):
         return tuple(values[name] for name in spec.mysql.key)
 
     result = {}
-    for day in DAYS:
+    for day in days:
         rows = {}
         for item in state.values():
             values = row(item)
@@ -223,7 +223,9 @@ def test_a_range_run_reads_each_file_once_and_writes_every_day(
     for partition, meta in materialized.items():  # each day's own figures on its own event
         day = dt.date.fromisoformat(partition)
         assert meta["rows"].value == len(expected[day][0])
-        assert meta["partition"].value == f"s3://{spec.s3.bucket}/{spec.s3.parquet_prefix}/dt={day}/"
+        assert (
+            meta["partition"].value == f"s3://{spec.s3.bucket}/{spec.s3.parquet_prefix}/dt={day}/"
+        )
         assert actual_day(spec, s3_client, day)[0] == expected[day][0]
     exports_meta = {
         m.partition: m.metadata for m in result.asset_materializations_for_node("dynamodb_export")
@@ -366,3 +368,47 @@ def test_on_bad_record_fail_writes_nothing(bucket, resources, s3_client):
     message = failure.event_specific_data.error.to_string()
     assert "does not fit bigint" in message and "line" in message
     assert read_manifest(s3_client, spec, dt.date(2024, 1, 2)) is None
+
+
+def test_a_full_export_is_split_once_and_later_runs_read_their_days_from_the_split(
+    spec, s3_client, dynamodb_client
+):
+    """The split is an optimisation only: days built from it are byte-identical to days
+    built by a run that reads the export itself (when another run holds the split's lease)."""
+    import dataclasses
+
+    from migration_assets.coverage_store import save_coverage
+    from migration_assets.dynamodb.coverage import cover_day
+    from migration_assets.export_split import split_prefix
+    from migration_assets.partition_builder import build_days
+
+    days = [dt.date(2023, 1, d) for d in (1, 2, 3, 4)]
+    seed(spec, s3=s3_client, dynamodb=dynamodb_client, mysql=None, days=days, items_per_day=120)
+    direct = dataclasses.replace(
+        spec, s3=dataclasses.replace(spec.s3, parquet_prefix="parquet/direct")
+    )
+    exports = completed_exports(s3_client, spec.s3.bucket, spec.s3.export_prefix)
+    full = next(m for m in exports if not m.summary.is_incremental)
+    for each in (spec, direct):
+        for day in days:
+            save_coverage(s3_client, each, cover_day(day, exports))
+    lease = f"{split_prefix(direct, full.summary.export_id)}/_lease.json"
+    s3_client.put_object(  # another run is splitting for `direct`: it reads the export itself
+        Bucket=spec.s3.bucket, Key=lease, Body=json.dumps({"since": "2999-01-01T00:00:00Z"})
+    )
+
+    first = build_days(s3_client, spec, days[:1])
+    assert first.split_written and first.split_days_read == 0
+    later = build_days(s3_client, spec, days[1:])
+    assert not later.split_written and later.split_days_read == 3
+    incremental_files = sum(len(m.files) for m in exports if m.summary.is_incremental)
+    assert later.files_read == incremental_files  # no full-export file read again
+    apart = build_days(s3_client, direct, days)
+    assert apart.split_days_read == 0 and not apart.split_written
+    for day in days:
+        ours, theirs = read_manifest(s3_client, spec, day), read_manifest(s3_client, direct, day)
+        assert ours.rows == theirs.rows and ours.deletes == theirs.deletes
+        assert [f["sha256"] for f in ours.files] == [f["sha256"] for f in theirs.files]
+    expected = expected_days(spec, s3_client, days)
+    for day in days:
+        assert actual_day(spec, s3_client, day) == expected[day]

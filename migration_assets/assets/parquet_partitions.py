@@ -50,6 +50,8 @@ def run_metadata(stats: BuildStats, seconds: float) -> dict[str, Any]:
         "bytes_read": stats.bytes_read,
         "seconds": round(seconds, 3),
         "items_per_second": round(stats.items_read / seconds) if seconds else 0,
+        "full_export_days_from_split": stats.split_days_read,
+        "full_export_split_written": stats.split_written,
         "unplaced_rejects": stats.unplaced_rejects,
         "unplaced_rejects_file": stats.unplaced_rejects_key or "none",
     }
@@ -71,7 +73,8 @@ def build_parquet_partitions(
             f" as zstd Parquet under s3://{spec.s3.bucket}/{spec.s3.parquet_prefix}/dt=YYYY-MM-DD/"
             " (the spec's exact Arrow schema plus `_change`: put or delete), sorted by the MySQL "
             "key and committed by `_manifest.json`. A run over many days reads each export file "
-            "once. Bad records go to `_rejects/` or fail the run, per `on_bad_record`."
+            "once; the first run to read a full export also splits it by day for later runs. "
+            "Bad records go to `_rejects/` or fail the run, per `on_bad_record`."
         ),
     )
     def parquet_partitions(
