@@ -52,6 +52,21 @@ def per_day_result(
     return dg.MaterializeResult(metadata={**summary, **progress}, data_version=data_version)
 
 
+def prepare_tables(context: dg.AssetExecutionContext, spec: MigrationSpec, mysql: MySQLResource):
+    """Create missing tables, refuse conflicting ones: once per run, not once per day (each
+    time is a dozen information_schema queries and DDL statements; with two backfill runs
+    at once, MariaDB 10.11 was seen crashing in an information_schema query)."""
+
+    def prepare():
+        with mysql.connect() as conn:
+            ensure_tables(conn, spec)
+
+    try:
+        with_retries(prepare, log=context.log.warning)
+    except SchemaConflictError as exc:
+        raise dg.Failure(description=str(exc)) from None
+
+
 def build_aurora_assets(
     spec: MigrationSpec, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
@@ -76,6 +91,7 @@ def build_aurora_assets(
         context: dg.AssetExecutionContext, config: LoadConfig, s3: S3Resource, mysql: MySQLResource
     ) -> dg.MaterializeResult:
         client = s3.get_client()
+        prepare_tables(context, spec, mysql)
         results = {}
         log = DayLog(context, "staged")
         for key in context.partition_keys:
@@ -84,7 +100,6 @@ def build_aurora_assets(
 
             def load(day=day, table=table):
                 with mysql.connect() as conn:
-                    ensure_tables(conn, spec)
                     return load_day(conn, spec, day, table, config.method)
 
             try:
@@ -119,6 +134,7 @@ def build_aurora_assets(
     def target_table(
         context: dg.AssetExecutionContext, config: MergeConfig, mysql: MySQLResource
     ) -> dg.MaterializeResult:
+        prepare_tables(context, spec, mysql)
         results = {}
         log = DayLog(context, "merged")
         for key in context.partition_keys:
@@ -126,7 +142,6 @@ def build_aurora_assets(
 
             def merge(day=day):
                 with mysql.connect() as conn:
-                    ensure_tables(conn, spec)
                     return merge_day(conn, spec, day, chunk_rows=config.chunk_rows)
 
             try:
