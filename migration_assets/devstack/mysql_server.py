@@ -52,8 +52,10 @@ def _find_install_db() -> str | None:
     return None
 
 
-def start_throwaway_mysql(root: Path) -> ThrowawayMySQL:
-    """Initialise a data directory under `root` and start the server on a free port."""
+def start_throwaway_mysql(root: Path, port: int | None = None) -> ThrowawayMySQL:
+    """Initialise a data directory under `root` (unless it exists) and start the server on
+    `port` (default: a free one; the same port restarts a server on its data, e.g. after a
+    crash in the fault-injection tests)."""
     server = find_server_binary()
     if server is None:
         raise RuntimeError(MISSING_SERVER_HELP)
@@ -63,7 +65,7 @@ def start_throwaway_mysql(root: Path) -> ThrowawayMySQL:
     user_args = ["--user=root"] if os.geteuid() == 0 else []
     if not (data_dir / "mysql").exists():
         _initialise(server, data_dir, root, user_args)
-    port = free_loopback_port()
+    port = port or free_loopback_port()
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [
