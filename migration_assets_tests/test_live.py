@@ -56,13 +56,13 @@ def test_a_days_state_is_its_export_chain_unless_the_run_requests_exports():
 
 def _tick(defs, stack, instance, when: dt.datetime):
     schedule = defs.get_schedule_def("live_days_schedule")
-    context = dg.build_schedule_context(
-        instance=instance,
+    with dg.build_schedule_context(  # entered and left: it sets (and must reset) the
+        instance=instance,  # current instance's state storage, a context variable
         scheduled_execution_time=when,
         repository_def=defs.get_repository_def(),  # resolves (and checks) the partition keys
         resources={"s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3)},
-    )
-    return schedule.evaluate_tick(context)
+    ) as context:
+        return schedule.evaluate_tick(context)
 
 
 def test_live_days_run_when_their_exports_change(
