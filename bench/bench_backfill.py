@@ -14,8 +14,8 @@ What it does, end to end (nothing is called in-process that a user would not als
      and every check of every partition passed against that latest materialization; reads
      the target's row count from MySQL and the backfill ETAs the runs reported.
 
-    .venv/bin/python bench/bench_backfill.py --days 1096 --items-per-day 2000 --repeat 1 \\
-        --json bench/results/backfill-latest.json
+    .venv/bin/python bench/bench_backfill.py --days 1096 --items-per-day 2000 \\
+        --days-per-run 30,60 --json bench/results/backfill-latest.json
 
 Wall time is from the launch request to the backfill's completion as the daemon records it
 (so it includes the daemon's tick before the first run and after the last one).
@@ -282,7 +282,7 @@ def _eta_samples(instance: Any, last_end: float | None) -> list[dict[str, Any]]:
 
 
 def run_once(
-    stack: StackState, args: argparse.Namespace, index: int, work: Path
+    stack: StackState, args: argparse.Namespace, index: int, work: Path, days_per_run: int
 ) -> dict[str, Any]:
     prefix = f"parquet/orders-bench-{index}-{int(time.time())}"
     data = _spec_data(args.days, prefix)
@@ -301,8 +301,7 @@ def run_once(
         "MIGRATION_SPEC": str(spec_path),
         "DAGSTER_HOME": str(home),
     }
-    if args.days_per_run:
-        env["MIGRATION_DAYS_PER_RUN"] = str(args.days_per_run)
+    env["MIGRATION_DAYS_PER_RUN"] = str(days_per_run)
     port = free_loopback_port()
     base = f"http://127.0.0.1:{port}"
     process, log_path = _start_dagster(work, env, port)
@@ -350,6 +349,7 @@ def run_once(
             else None
         ),
         "target_rows": target_rows,
+        "days_per_run": days_per_run,
         **result,
     }
 
@@ -378,7 +378,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=1096)
     parser.add_argument("--items-per-day", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--days-per-run", type=int, default=0, help="MIGRATION_DAYS_PER_RUN")
+    parser.add_argument(
+        "--days-per-run",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[int(os.environ.get("MIGRATION_DAYS_PER_RUN", 30))],
+        help="MIGRATION_DAYS_PER_RUN; a comma-separated list measures each (e.g. 30,60)",
+    )
     parser.add_argument("--timeout", type=float, default=3_600)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -404,33 +409,39 @@ def main() -> None:
             "rows"
         )
         repetitions = []
-        for index in range(args.repeat):
-            work = root / f"run-{index}"
-            work.mkdir()
-            outcome = run_once(stack, args, index, work)
-            _say(
-                f"repetition {index}: {outcome['status']} in {outcome['wall_seconds']} s, "
-                f"{outcome['runs_launched']} runs, every partition materialized: "
-                f"{outcome['every_partition_materialized']}, every check passed: "
-                f"{outcome['every_check_passed']}"
-            )
-            repetitions.append(outcome)
+        for batch in args.days_per_run:
+            for _ in range(args.repeat):
+                index = len(repetitions)
+                work = root / f"run-{index}"
+                work.mkdir()
+                outcome = run_once(stack, args, index, work, batch)
+                _say(
+                    f"repetition {index} ({batch} days per run): {outcome['status']} in "
+                    f"{outcome['wall_seconds']} s, {outcome['runs_launched']} runs, every "
+                    f"partition materialized: {outcome['every_partition_materialized']}, every "
+                    f"check passed: {outcome['every_check_passed']}"
+                )
+                repetitions.append(outcome)
     finally:
         stop_stack(stack)
         with contextlib.suppress(OSError):
             shutil.rmtree(root / "stack", ignore_errors=True)
-    walls = [r["wall_seconds"] for r in repetitions]
+    by_batch = {
+        batch: [r["wall_seconds"] for r in repetitions if r["days_per_run"] == batch]
+        for batch in args.days_per_run
+    }
     summary = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpus": os.cpu_count()},
         "days": args.days,
         "items_per_day": args.items_per_day,
-        "days_per_run": args.days_per_run or int(os.environ.get("MIGRATION_DAYS_PER_RUN", 30)),
         "seed_seconds": round(seeded, 1),
         "full_export_items": report.full_export_items,
         "legacy_rows": report.legacy_rows,
-        "wall_seconds_median": statistics.median(walls),
+        "wall_seconds_median_by_days_per_run": {
+            str(batch): statistics.median(walls) for batch, walls in by_batch.items() if walls
+        },
         "repetitions": repetitions,
     }
     text = json.dumps(summary, indent=2, default=str)
