@@ -27,9 +27,7 @@ def test_many_days_in_one_validation_match_one_validation_per_day():
         assert batched.summary == one.summary and batched.details == one.details
         assert batched.pending is None
     assert together[3].summary["ge_unexpected_count"] == 1
-    assert together[3].details == [
-        {"second": "2023-01-04T00:00:00Z", "expected": 1, "observed": 3}
-    ]
+    assert together[3].details == [{"second": "2023-01-04T00:00:00Z", "expected": 1, "observed": 3}]
 
 
 def test_id_types_of_many_days_at_once():
