@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: demo dev test lint format stack-up stack-down mysql-server venv clean
+.PHONY: demo dev test bench lint format stack-up stack-down mysql-server venv clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -26,6 +26,11 @@ dev: venv mysql-server
 test: venv mysql-server
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+
+# One day of 1,000,000 items through every asset with its checks, concurrent days, the BIGINT
+# copy: writes bench/results/latest.json and appends to bench/RESULTS.md (~10 minutes).
+bench: venv mysql-server
+	$(PY) bench/bench_e2e.py $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

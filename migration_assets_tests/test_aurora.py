@@ -647,3 +647,20 @@ def test_a_delete_never_removes_a_row_of_another_day(mysql_db):
         result = merge_day(conn, spec, DAY)
     assert result.deleted == 0
     assert fetch(mysql_db, "SELECT loyalty_tier FROM orders") == (("moved",),)
+
+
+def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db):
+    """Before the merge: (1,1) matches with another tier, (2,1) is a delete whose row is still
+    there, (8,8) no staged row has; (1,2) and (4,4) are not in the target yet."""
+    from migration_assets.quality.counts import merged_second_counts, staged_second_counts
+
+    spec = orders_spec()  # upsert + delete_row: every target row of the day must be staged
+    _existing(mysql_db, spec)
+    start = int(dt.datetime.combine(DAY, dt.time(), UTC).timestamp())
+    with connection(mysql_db) as conn:
+        staged = staged_second_counts(conn, spec, DAY)
+        before = merged_second_counts(conn, spec, DAY)
+        merge_day(conn, spec, DAY)
+        after = merged_second_counts(conn, spec, DAY)
+    assert before == {start + 30: 1, start + 50: 1}  # the deleted row, the unstaged row
+    assert after == {**staged, start + 50: staged[start + 50] + 1}  # (8,8) is still extra
