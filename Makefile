@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: demo dev test bench lint format stack-up stack-down mysql-server venv clean
+.PHONY: demo dev test bench lint format stack-up stack-down mysql-server venv clean pipes-bundle
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -37,6 +37,10 @@ lint: venv
 
 format: venv
 	$(VENV)/bin/ruff format migration_assets migration_assets_tests
+
+# What EMR Serverless / Glue run for MIGRATION_PARQUET_ENGINE (README: Running beyond one machine).
+pipes-bundle: venv
+	$(PY) -m migration_assets.remote.bundle dist/pipes
 
 stack-up: venv mysql-server
 	$(PY) -m migration_assets.devstack up

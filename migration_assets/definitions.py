@@ -16,19 +16,22 @@ from .assets.legacy_copy import build_bigint_table_copy, build_legacy_jobs
 from .assets.parquet_partitions import build_parquet_partitions
 from .checks import build_checks
 from .partitions import daily_partitions
-from .resources import default_resources
+from .resources import PipesParquetEngine, default_resources, parquet_engine_from_env
 from .schedules import build_live_schedule
 from .sensors import build_export_sensor
 from .spec import MigrationSpec, load_spec
 
 
-def build_assets(spec: MigrationSpec) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
-    """Every asset and check of the migration described by `spec`, on one daily partitioning."""
+def build_assets(
+    spec: MigrationSpec, parquet_engine: PipesParquetEngine | None = None
+) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
+    """Every asset and check of the migration described by `spec`, on one daily partitioning
+    (`parquet_engine`: where Parquet is converted; None: in-process)."""
     partitions = daily_partitions(spec)
     return [
         *build_checks(spec, partitions),
         build_dynamodb_export(spec, partitions),
-        build_parquet_partitions(spec, partitions),
+        build_parquet_partitions(spec, partitions, parquet_engine),
         *build_aurora_assets(spec, partitions),
         *([build_bigint_table_copy(spec, partitions)] if spec.legacy_copy else []),
     ]
@@ -37,7 +40,7 @@ def build_assets(spec: MigrationSpec) -> list[dg.AssetsDefinition | dg.AssetChec
 def build_definitions(
     spec: MigrationSpec, resources: dict[str, Any] | None = None
 ) -> dg.Definitions:
-    definitions = build_assets(spec)
+    definitions = build_assets(spec, parquet_engine_from_env())
     asset_keys = [d.key for d in definitions if not isinstance(d, dg.AssetChecksDefinition)]
     return dg.Definitions(
         assets=definitions,

@@ -1,4 +1,5 @@
-"""Dagster resources: S3 (dagster-aws), DynamoDB (boto3) and MySQL (pymysql).
+"""Dagster resources: S3 (dagster-aws), DynamoDB (boto3) and MySQL (pymysql), and where
+`parquet_partitions` converts (in-process, or Dagster Pipes to EMR Serverless or Glue).
 
 Thin wrappers over `aws.py` and `mysql/connection.py`. All honour `AWS_ENDPOINT_URL` and the
 standard AWS variables; the MySQL URL comes from `MIGRATION_MYSQL_URL` through `EnvVar`, so
@@ -8,7 +9,9 @@ the UI and run config never show it, and errors carry a redacted URL only.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import copy
+import os
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -94,3 +97,102 @@ def default_resources() -> dict[str, Any]:
         "dynamodb": DynamoDBResource(),
         "mysql": MySQLResource(url=dg.EnvVar("MIGRATION_MYSQL_URL")),
     }
+
+
+PARQUET_ENGINE_ENV_VAR = "MIGRATION_PARQUET_ENGINE"
+PARQUET_ENGINES = ("local", "emr_serverless", "glue")
+
+
+class PipesParquetEngine:
+    """Runs `remote/convert_entry.py` through a Dagster Pipes client made by `new_client`, with
+    the arguments of its `run` other than the context and the extras (they differ per client).
+
+    A fresh client per step: dagster-aws's S3 message reader counts message chunks across
+    sessions, so a reused one waits for chunk 2 of the next session and sees nothing (found
+    by test_pipes: a second run in one process failed that way)."""
+
+    def __init__(
+        self,
+        name: str,
+        new_client: Callable[[], dg.PipesClient],
+        run_args: Mapping[str, Any],
+    ) -> None:
+        self.name, self.new_client, self.run_args = name, new_client, dict(run_args)
+
+    def run(
+        self, context: dg.AssetExecutionContext, extras: dict[str, Any]
+    ) -> dg.PipesClientCompletedInvocation:
+        # the AWS clients add tags and arguments to the params they are given: a fresh copy
+        return self.new_client().run(context=context, extras=extras, **copy.deepcopy(self.run_args))
+
+
+def parquet_engine_from_env(environ: Mapping[str, str] | None = None) -> PipesParquetEngine | None:
+    """`MIGRATION_PARQUET_ENGINE`: `local` (default: None, convert in-process), `emr_serverless`
+    or `glue`. Remote engines exchange the Pipes context and messages through S3
+    (`MIGRATION_PIPES_BUCKET`), which both services can reach without CloudWatch set-up."""
+    environ = os.environ if environ is None else environ
+    name = environ.get(PARQUET_ENGINE_ENV_VAR) or "local"
+    if name not in PARQUET_ENGINES:
+        raise ValueError(
+            f"{PARQUET_ENGINE_ENV_VAR}={name!r} is not one of {', '.join(PARQUET_ENGINES)}"
+        )
+    if name == "local":
+        return None
+    from dagster_aws.pipes import (
+        PipesEMRServerlessClient,
+        PipesGlueClient,
+        PipesS3ContextInjector,
+        PipesS3MessageReader,
+    )
+
+    def required(*keys: str) -> list[str]:
+        missing = [key for key in keys if not environ.get(key)]
+        if missing:
+            raise ValueError(
+                f"{PARQUET_ENGINE_ENV_VAR}={name} needs {', '.join(missing)} (README: Running "
+                "beyond one machine)"
+            )
+        return [environ[key] for key in keys]
+
+    (bucket,) = required("MIGRATION_PIPES_BUCKET")
+
+    def channel() -> dict[str, Any]:
+        s3 = aws_client("s3", config=retry_config(10))
+        return {
+            "context_injector": PipesS3ContextInjector(
+                bucket=bucket, client=s3, key_prefix="dagster-pipes/"
+            ),
+            "message_reader": PipesS3MessageReader(bucket=bucket, client=s3, interval=5),
+        }
+
+    if name == "glue":
+        (job,) = required("MIGRATION_GLUE_JOB_NAME")
+        return PipesParquetEngine(
+            "Glue",
+            lambda: PipesGlueClient(
+                client=aws_client("glue", config=retry_config(10)), **channel()
+            ),
+            {"start_job_run_params": {"JobName": job}},
+        )
+    application, role, entry_point = required(
+        "MIGRATION_EMR_APPLICATION_ID",
+        "MIGRATION_EMR_EXECUTION_ROLE_ARN",
+        "MIGRATION_PIPES_ENTRY_POINT",
+    )
+    params = {
+        "applicationId": application,
+        "executionRoleArn": role,
+        "jobDriver": {
+            "sparkSubmit": {
+                "entryPoint": entry_point,
+                "sparkSubmitParameters": environ.get("MIGRATION_EMR_SPARK_SUBMIT_PARAMETERS", ""),
+            }
+        },
+    }
+    return PipesParquetEngine(
+        "EMR Serverless",
+        lambda: PipesEMRServerlessClient(
+            client=aws_client("emr-serverless", config=retry_config(10)), **channel()
+        ),
+        {"start_job_run_params": params},
+    )

@@ -666,3 +666,29 @@ def load_spec(path: str | os.PathLike[str] | None = None) -> MigrationSpec:
             source, [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]
         ) from None
     return parse_spec(data, source)
+
+
+def spec_document(spec: MigrationSpec) -> dict[str, Any]:
+    """The spec as the plain document `parse_spec` reads (JSON/YAML-safe): how a spec travels
+    to a process without the file, e.g. the Pipes entry point on EMR Serverless or Glue.
+
+    The model's field names are the YAML keys, so a walk over the dataclasses is the inverse of
+    `parse_spec`; a field that is not a YAML key would be refused there, never silently lost.
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, ColumnType):
+            return str(value)
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        if isinstance(value, tuple | list):
+            return [plain(item) for item in value]
+        if hasattr(value, "__dataclass_fields__"):
+            return {
+                name: plain(getattr(value, name))
+                for name in value.__dataclass_fields__
+                if name != "source" and getattr(value, name) is not None
+            }
+        return value
+
+    return plain(spec)

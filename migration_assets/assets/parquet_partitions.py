@@ -1,65 +1,63 @@
 """`parquet_partitions`: each UTC day's items as typed, key-sorted Parquet in S3."""
 
-import time
 from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from ..days import parse_day
-from ..dynamodb.layout import CorruptExportError, IncompleteExportError
-from ..parquet_store import manifest_key, partition_prefix
-from ..partition_builder import (
-    BadRecordsError,
-    BuildStats,
-    DayResult,
-    MissingCoverageError,
-    build_days,
+from ..conversion import (
+    CONVERSION_ERRORS,
+    JSON_KEYS,
+    PATH_KEYS,
+    Conversion,
+    ConversionFailed,
+    convert_days,
 )
+from ..days import parse_day
 from ..partitions import backfill_policy
-from ..spec import MigrationSpec
+from ..resources import PipesParquetEngine
+from ..spec import MigrationSpec, spec_document
 from .aurora import per_day_result
 
 
-def day_metadata(spec: MigrationSpec, result: DayResult) -> dict[str, Any]:
-    manifest = result.manifest
-    return {
-        "rows": manifest.rows,
-        "deletes": manifest.deletes,
-        "rejects": manifest.rejects,
-        "rejects_file": manifest.rejects_key or "none",
-        "files": len(manifest.files),
-        "bytes": sum(f["bytes"] for f in manifest.files),
-        "day_complete": manifest.complete,
-        "exports": dg.MetadataValue.json(list(manifest.exports)),
-        "seconds": dg.MetadataValue.json(manifest.seconds),
-        "partition": dg.MetadataValue.path(
-            f"s3://{spec.s3.bucket}/{partition_prefix(spec, parse_day(manifest.day))}"
-        ),
-        "manifest": dg.MetadataValue.path(
-            f"s3://{spec.s3.bucket}/{manifest_key(spec, parse_day(manifest.day))}"
-        ),
-    }
+def day_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    """A day's plain summary (`conversion.day_summary`) typed for the UI."""
+
+    def typed(key: str, value: Any) -> Any:
+        if key in JSON_KEYS:
+            return dg.MetadataValue.json(value)
+        if key in PATH_KEYS:
+            return dg.MetadataValue.path(value)
+        return value
+
+    return {key: typed(key, value) for key, value in summary.items()}
 
 
-def run_metadata(stats: BuildStats, seconds: float) -> dict[str, Any]:
-    return {
-        "days": len(stats.results),
-        "files_read": stats.files_read,
-        "items_read": stats.items_read,
-        "bytes_read": stats.bytes_read,
-        "seconds": round(seconds, 3),
-        "items_per_second": round(stats.items_read / seconds) if seconds else 0,
-        "full_export_days_from_split": stats.split_days_read,
-        "full_export_split_written": stats.split_written,
-        "unplaced_rejects": stats.unplaced_rejects,
-        "unplaced_rejects_file": stats.unplaced_rejects_key or "none",
-    }
+def convert_remotely(
+    context: dg.AssetExecutionContext,
+    spec: MigrationSpec,
+    days: list[str],
+    engine: PipesParquetEngine,
+) -> Conversion:
+    """The same conversion, run by `remote/convert_entry.py` through the engine's Pipes client.
+
+    Pipes materializations carry no partition key (1.13), so the entry point reports each
+    day's figures as a custom message and this side emits the per-day materializations.
+    """
+    context.log.info(f"converting {len(days)} day(s) on {engine.name} through Dagster Pipes")
+    invocation = engine.run(context, {"spec": spec_document(spec), "days": days})
+    conversion = Conversion.from_messages(invocation.get_custom_messages(), days)
+    return Conversion(conversion.days, {**conversion.run, **invocation.metadata})
 
 
 def build_parquet_partitions(
-    spec: MigrationSpec, partitions: dg.PartitionsDefinition
+    spec: MigrationSpec,
+    partitions: dg.PartitionsDefinition,
+    engine: PipesParquetEngine | None = None,
 ) -> dg.AssetsDefinition:
+    """`engine`: None converts in this process (the default); else through Dagster Pipes on
+    the engine (EMR Serverless, Glue; `resources.parquet_engine_from_env`)."""
+
     @dg.asset(
         name="parquet_partitions",
         partitions_def=partitions,
@@ -75,33 +73,29 @@ def build_parquet_partitions(
             "key and committed by `_manifest.json`. A run over many days reads each export file "
             "once; the first run to read a full export also splits it by day for later runs. "
             "Bad records go to `_rejects/` or fail the run, per `on_bad_record`."
+            + (f" Converted on {engine.name} through Dagster Pipes." if engine else "")
         ),
     )
     def parquet_partitions(
         context: dg.AssetExecutionContext, s3: S3Resource
     ) -> dg.MaterializeResult:
         days = [parse_day(key) for key in context.partition_keys]
-        clock = time.perf_counter()
         try:
-            stats = build_days(s3.get_client(), spec, days, log=context.log.info)
-        except (
-            BadRecordsError,
-            MissingCoverageError,
-            CorruptExportError,
-            IncompleteExportError,
-        ) as exc:
+            if engine is None:
+                conversion = convert_days(s3.get_client(), spec, days, log=context.log.info)
+            else:
+                conversion = convert_remotely(context, spec, context.partition_keys, engine)
+        except (*CONVERSION_ERRORS, ConversionFailed) as exc:
             raise dg.Failure(description=str(exc)) from None
-        elapsed = time.perf_counter() - clock
-        if stats.unplaced_rejects:
+        if conversion.run["unplaced_rejects"]:
             context.log.warning(
-                f"{stats.unplaced_rejects} bad records have no readable event time: "
-                f"{stats.unplaced_rejects_key}"
+                f"{conversion.run['unplaced_rejects']} bad records have no readable event time: "
+                f"{conversion.run['unplaced_rejects_file']}"
             )
-        by_day = {r.day: r for r in stats.results}
         return per_day_result(
             context,
-            {day.isoformat(): day_metadata(spec, by_day[day]) for day in days},
-            run=run_metadata(stats, elapsed),
+            {day: day_metadata(summary) for day, summary in conversion.days.items()},
+            run=conversion.run,
         )
 
     return parquet_partitions
