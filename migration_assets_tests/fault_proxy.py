@@ -119,39 +119,38 @@ class TcpFaultProxy(_Proxy):
         self.cuts = 0  # connections cut so far
         self._trigger: tuple[bytes, int, int] | None = None  # pattern, occurrence, extra bytes
         self._seen_count = 0
-        self._bytes_after = -1  # client bytes sent since the trigger matched; -1: not yet
+        self._armed_on: socket.socket | None = None  # the connection that sent the pattern
+        self._bytes_after = 0  # what it sent after the pattern
         self.triggered = threading.Event()  # set when the trigger cut the connections
 
     def cut_after(self, pattern: bytes, *, occurrence: int = 1, extra_bytes: int = 0) -> None:
         """Cut every connection (once) when a client has sent `pattern` for the
-        `occurrence`-th time and then at least `extra_bytes` more bytes."""
+        `occurrence`-th time and then at least `extra_bytes` more bytes on the same
+        connection (a statement's LOAD DATA file, say)."""
         with self._lock:
-            self._trigger, self._seen_count, self._bytes_after = (
-                (pattern, occurrence, extra_bytes),
-                0,
-                -1,
-            )
+            self._trigger = (pattern, occurrence, extra_bytes)
+            self._seen_count, self._armed_on, self._bytes_after = 0, None, 0
             self.triggered.clear()
 
-    def _watch(self, tail: bytes, chunk: bytes) -> bool:
+    def _watch(self, source: socket.socket, tail: bytes, chunk: bytes) -> bool:
         """Count the pattern in what a client sent; True when the trigger fires."""
         with self._lock:
             if self._trigger is None:
                 return False
             pattern, occurrence, extra = self._trigger
-            if self._bytes_after < 0:
+            if self._armed_on is None:
                 window = tail + chunk
                 found = window.find(pattern)
-                while found >= 0 and self._bytes_after < 0:
+                while found >= 0 and self._armed_on is None:
                     end = found + len(pattern)
                     if end > len(tail):  # not counted with the previous chunk already
                         self._seen_count += 1
                         if self._seen_count == occurrence:
-                            self._bytes_after = len(window) - end
+                            self._armed_on, self._bytes_after = source, len(window) - end
                     found = window.find(pattern, found + 1)
-            else:
+            elif source is self._armed_on:
                 self._bytes_after += len(chunk)
-            if self._bytes_after >= extra:
+            if source is self._armed_on and self._bytes_after >= extra:
                 self._trigger = None
                 return True
             return False
@@ -173,7 +172,7 @@ class TcpFaultProxy(_Proxy):
         try:
             while chunk := source.recv(65536):
                 sink.sendall(chunk)
-                if watch and self._watch(tail, chunk):
+                if watch and self._watch(source, tail, chunk):
                     self.cut_all()
                     self.triggered.set()
                 tail = chunk[-256:]
