@@ -31,6 +31,8 @@ from migration_assets.resources import DynamoDBResource, MySQLResource
 from .fault_proxy import HttpFaultProxy, TcpFaultProxy
 from .faults import DAY, assert_day_exact, assert_exact, fetch, seed_day, start_worker, worker_env
 
+pytestmark = pytest.mark.slow  # whole-graph runs, each several seconds
+
 ITEMS = 1_000  # a small day: every hop still runs, each run takes seconds
 PARTS = f"/dt={DAY}/part-"  # the day's Parquet data files (PUT by parquet_partitions)
 THE_DAY = dt.date.fromisoformat(DAY)
@@ -213,7 +215,6 @@ def kill_when(env, cwd, rule, timeout_s: float = 240) -> None:
         worker.wait(timeout=30)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -233,8 +234,11 @@ def test_a_worker_killed_mid_s3_request_leaves_a_day_a_rerun_makes_exact(
     kill_when(env, tmp_path, rule)
     s3_proxy.clear()
     assert read_manifest(s3_client, spec, THE_DAY) is None
+    prefix = spec.s3.parquet_prefix + ("/" if method == "GET" else f"/dt={DAY}/part-")
+    listed = s3_client.list_objects_v2(Bucket=spec.s3.bucket, Prefix=prefix)
     if method == "GET":  # killed inside dynamodb_export: it recorded nothing
-        listed = s3_client.list_objects_v2(Bucket=spec.s3.bucket, Prefix=spec.s3.parquet_prefix)
         assert listed.get("KeyCount", 0) == 0, listed.get("Contents")
+    else:  # the day's files were uploaded; nothing names them
+        assert listed.get("KeyCount", 0) >= 1
     assert_day_exact(spec, mysql_db, resources)
     read_partition(s3_client, spec, THE_DAY)  # the manifest names only files that exist

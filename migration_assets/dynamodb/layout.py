@@ -100,7 +100,7 @@ class S3ObjectError(RuntimeError):
 
 def client_error(operation: str, bucket: str, key: str, exc: ClientError) -> S3ObjectError:
     error = exc.response.get("Error", {})
-    problem = f"{error.get('Code', 'error')} ({error.get('Message', '')}) after botocore's retries"
+    problem = f"{error.get('Code', 'error')} ({error.get('Message', '')})"
     return S3ObjectError(operation, bucket, key, problem)
 
 
