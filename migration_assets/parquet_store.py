@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from .dynamodb.changes import CHANGE
 from .dynamodb.decode import Reject
-from .dynamodb.layout import get_object_bytes
+from .dynamodb.layout import get_object_bytes, put_bytes
 from .spec import MigrationSpec
 
 MANIFEST_NAME = "_manifest.json"
@@ -148,7 +148,7 @@ def write_partition(
         data = parquet_bytes(part)
         digest = _digest(data)
         key = f"{prefix}part-{index:05d}-{digest[:16]}.parquet"
-        s3.put_object(Bucket=bucket, Key=key, Body=data)
+        put_bytes(s3, bucket, key, data)
         return {"key": key, "rows": part.num_rows, "bytes": len(data), "sha256": digest}
 
     count = max(1, -(-table.num_rows // max_rows_per_file))
@@ -158,7 +158,7 @@ def write_partition(
     if rejects:
         data = rejects_bytes(rejects)
         rejects_key = f"{rejects_prefix(spec, day)}rejects-{_digest(data)[:16]}.jsonl"
-        s3.put_object(Bucket=bucket, Key=rejects_key, Body=data)
+        put_bytes(s3, bucket, rejects_key, data)
     census_key = None
     if census is not None:
         ordered = sorted(census.items())
@@ -166,7 +166,7 @@ def write_partition(
             {"seconds": [s for s, _ in ordered], "counts": [c for _, c in ordered]}
         ).encode()
         census_key = f"{prefix}_census-{_digest(body)[:16]}.json"
-        s3.put_object(Bucket=bucket, Key=census_key, Body=body)
+        put_bytes(s3, bucket, census_key, body)
     deletes = int(pc.sum(pc.equal(table.column(CHANGE), "delete")).as_py() or 0)
     manifest = PartitionManifest(
         day=day.isoformat(),
@@ -181,7 +181,7 @@ def write_partition(
         census_key=census_key,
     )
     body = json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode()
-    s3.put_object(Bucket=bucket, Key=manifest_key(spec, day), Body=body)
+    put_bytes(s3, bucket, manifest_key(spec, day), body)  # the commit point
     # only what the replaced manifest named: files another run uploaded for this day but
     # has not committed yet must stay
     keep = {f["key"] for f in files} | {manifest_key(spec, day), rejects_key, census_key}
@@ -196,7 +196,7 @@ def write_partition(
 def write_unplaced_rejects(s3: Any, spec: MigrationSpec, name: str, rejects: list[Reject]) -> str:
     """Bad records whose day is unknown (their event time itself is bad), per export."""
     key = f"{rejects_prefix(spec, None)}{name}.jsonl"
-    s3.put_object(Bucket=spec.s3.bucket, Key=key, Body=rejects_bytes(rejects))
+    put_bytes(s3, spec.s3.bucket, key, rejects_bytes(rejects))
     return key
 
 

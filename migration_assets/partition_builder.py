@@ -103,7 +103,9 @@ def fetch_data_file(s3: Any, bucket: str, data_file: DataFile) -> bytes:
     """A data file's bytes, proven equal to what the manifest lists (md5)."""
     data = get_object_bytes(s3, bucket, data_file.key)
     if data is None:
-        raise corrupt_export(data_file.key, "data file listed in the manifest does not exist")
+        raise corrupt_export(
+            data_file.key, f"data file listed in the manifest does not exist in bucket {bucket!r}"
+        )
     if md5_b64(data) != data_file.md5_b64:
         raise corrupt_export(
             data_file.key,

@@ -34,19 +34,23 @@ def _is_transient_itself(exc: BaseException) -> bool:
     )
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Transient itself, or raised while handling a transient error: when the server dies
-    during LOAD DATA LOCAL INFILE, pymysql closes the socket on the "server has gone away"
-    error and then fails writing to it (AttributeError), so the lost connection is only in
-    the exception's context (found by the fault-injection suite)."""
+def transient_cause(exc: BaseException) -> BaseException | None:
+    """The transient error `exc` is or was raised while handling, if any: when the server
+    dies during LOAD DATA LOCAL INFILE, pymysql closes the socket on the "server has gone
+    away" error and then fails writing to it (AttributeError), so the lost connection is
+    only in the exception's context (found by the fault-injection suite)."""
     seen: BaseException | None = exc
     for _ in range(10):  # a bounded walk down the chain
         if seen is None:
-            return False
+            return None
         if _is_transient_itself(seen):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    return transient_cause(exc) is not None
 
 
 def with_retries(
@@ -66,9 +70,10 @@ def with_retries(
             if not is_transient(exc) or attempt == attempts:
                 raise
             pause = random.uniform(0, min(cap_s, base_s * 2 ** (attempt - 1)))
+            cause = transient_cause(exc) or exc
             log(
-                f"transient MySQL error {error_code(exc)} (attempt {attempt}/{attempts}); "
-                f"retrying in {pause:.1f} s"
+                f"transient MySQL error {error_code(cause)} ({type(cause).__name__}: "
+                f"{str(cause)[:200]}) (attempt {attempt}/{attempts}); retrying in {pause:.1f} s"
             )
             sleep(pause)
     raise AssertionError("unreachable")  # pragma: no cover
