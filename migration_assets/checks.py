@@ -25,13 +25,12 @@ from .quality.counts import (
     copied_second_counts,
     differing_keys,
     legacy_second_counts,
+    merged_second_checksums,
     merged_second_counts,
     mysql_id_types,
     parquet_second_counts,
     rejects_in_day,
-    staged_second_checksums,
     staged_second_counts,
-    target_second_checksums,
 )
 from .quality.validate import Validation, bigint_ids, second_count_parity, validate_all
 from .resources import MySQLResource
@@ -223,8 +222,7 @@ def build_checks(
     ) -> dg.AssetCheckResult:
         def run(day: str) -> Validation:
             with mysql.connect() as conn:
-                expected = staged_second_checksums(conn, spec, parse_day(day))
-                observed = target_second_checksums(conn, spec, parse_day(day))
+                expected, observed = merged_second_checksums(conn, spec, parse_day(day))
                 validation = second_count_parity(
                     expected, observed, "staging -> target values", unit="checksum", deferred=True
                 )

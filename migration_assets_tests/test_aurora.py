@@ -664,3 +664,22 @@ def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db):
         after = merged_second_counts(conn, spec, DAY)
     assert before == {start + 30: 1, start + 50: 1}  # the deleted row, the unstaged row
     assert after == {**staged, start + 50: staged[start + 50] + 1}  # (8,8) is still extra
+
+
+@pytest.mark.parametrize("mode", ["upsert", "update_only"])
+def test_checksums_compare_only_what_the_merge_promises(mysql_db, mode):
+    """Before the merge (1,1) holds another tier; after it both sides agree; update_only
+    leaves the unmatched puts (1,2), (4,4) to the count check."""
+    from migration_assets.quality.counts import merged_second_checksums
+
+    spec = orders_spec(mode=mode)
+    _existing(mysql_db, spec)
+    start = int(dt.datetime.combine(DAY, dt.time(), UTC).timestamp())
+    with connection(mysql_db) as conn:
+        staged_before, target_before = merged_second_checksums(conn, spec, DAY)
+        merge_day(conn, spec, DAY)
+        staged_after, target_after = merged_second_checksums(conn, spec, DAY)
+    assert staged_before[start + 10] != target_before[start + 10]
+    assert staged_after == target_after == staged_before
+    matched = {start + 10} if mode == "update_only" else {start + 10, start + 20, start + 50}
+    assert set(staged_after) == matched

@@ -101,23 +101,14 @@ def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
     own parity covers. In `update_only` mode the rows kept in the
     unmatched table count as accounted for: they are reported, not lost.
     """
-    second = _event_bucket(spec, "s.")
-    join = key_join(spec)
-    same = "".join(f" AND t.{q(u)} <=> s.{q(u)}" for u in spec.mysql.update_columns)
-    counts = _grouped(
-        conn,
-        f"SELECT {second.select} AS s2, COUNT(*) FROM {q(spec.mysql.temp_table)} s "
-        f"JOIN {q(spec.mysql.target_table)} t ON {join}{same} "
-        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY {second.group}",
-        (day,),
-    )
     exclusive = (
         spec.legacy_copy is None
         and spec.mysql.mode == "upsert"
         and spec.mysql.on_delete == "delete_row"
     )
+    counts, matched_in_day = _staged_puts_in_target(conn, spec, day, by_target_second=exclusive)
     if exclusive:  # then every target row of the day must come from the staged puts
-        for key, value in _unstaged_target_rows(conn, spec, day).items():
+        for key, value in _unstaged_target_rows(conn, spec, day, matched_in_day).items():
             counts[key] = counts.get(key, 0) + value  # a row added, or a deleted row still there
     if spec.mysql.mode == "update_only":
         unmatched = _grouped(
@@ -131,32 +122,62 @@ def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
     return counts
 
 
-def _unstaged_target_rows(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
+def _staged_puts_in_target(
+    conn: Any, spec: MigrationSpec, day: dt.date, *, by_target_second: bool
+) -> tuple[SecondCounts, SecondCounts]:
+    """One pass over the day's staged puts, each looked up in the target by its key: per
+    staged second, the puts the target holds with the merged values; and (when asked) per
+    target second within the day, the target rows a staged put found (whatever their
+    values)."""
+    staged = _event_bucket(spec, "s.")
+    same = " AND ".join(f"t.{q(u)} <=> s.{q(u)}" for u in spec.mysql.update_columns) or "TRUE"
+    where = f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put'"
+    tables = f"{q(spec.mysql.temp_table)} s JOIN {q(spec.mysql.target_table)} t ON {key_join(spec)}"
+    if not by_target_second:
+        counts = _grouped(
+            conn,
+            f"SELECT {staged.select} AS s2, COUNT(*) FROM {tables} AND {same} {where} "
+            f"GROUP BY {staged.group}",
+            (day,),
+        )
+        return counts, {}
+    target = _event_bucket(spec, "t.")
+    first = (day - dt.date(1970, 1, 1)).days * 86_400
+    counts: SecondCounts = {}
+    found: SecondCounts = {}
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {staged.select} AS s2, {target.select} AS t2, SUM({same}), COUNT(*) "
+            f"FROM {tables} {where} GROUP BY {staged.group}, {target.group}",
+            (day,),
+        )
+        for staged_second, target_second, same_values, rows in cur.fetchall():
+            if same_values:
+                counts[int(staged_second)] = counts.get(int(staged_second), 0) + int(same_values)
+            if first <= int(target_second) < first + 86_400:
+                found[int(target_second)] = found.get(int(target_second), 0) + int(rows)
+    return counts, found
+
+
+def _unstaged_target_rows(
+    conn: Any, spec: MigrationSpec, day: dt.date, matched_in_day: SecondCounts
+) -> SecondCounts:
     """Target rows of the day whose key no staged put of the day has, per second.
 
     Counted as all target rows of the day (a range of the time index) minus those a staged
-    put finds by the target's key. The direct anti-join probes the staging table by key,
-    which it has no index for (an index there slows the load 2.5x): quadratic, 87 s for a
-    20,000-row day. Staged puts of a day have distinct keys (the partition keeps one row per
-    key), so each target row is matched at most once."""
+    put found by the target's key (`matched_in_day`). The direct anti-join probes the
+    staging table by key, which it has no index for (an index there slows the load 2.5x):
+    quadratic, 87 s for a 20,000-row day. Staged puts of a day have distinct keys (the
+    partition keeps one row per key), so each target row is matched at most once."""
     event = q(spec.event_time_column.column)
     bucket = _event_bucket(spec, "t.")
-    window = (day, day + dt.timedelta(days=1))
     in_day = _grouped(
         conn,
         f"SELECT {bucket.select} AS s2, COUNT(*) FROM {q(spec.mysql.target_table)} t "
         f"WHERE t.{event} >= %s AND t.{event} < %s GROUP BY {bucket.group}",
-        window,
+        (day, day + dt.timedelta(days=1)),
     )
-    staged = _grouped(
-        conn,
-        f"SELECT {bucket.select} AS s2, COUNT(*) FROM {q(spec.mysql.temp_table)} s "
-        f"JOIN {q(spec.mysql.target_table)} t ON {key_join(spec)} "
-        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' "
-        f"AND t.{event} >= %s AND t.{event} < %s GROUP BY {bucket.group}",
-        (day, *window),
-    )
-    extras = {second: rows - staged.get(second, 0) for second, rows in in_day.items()}
+    extras = {second: rows - matched_in_day.get(second, 0) for second, rows in in_day.items()}
     return {second: rows for second, rows in extras.items() if rows}
 
 
@@ -229,33 +250,36 @@ def checksum_columns(spec: MigrationSpec) -> tuple[str, ...]:
     return tuple(spec.mysql.key) + tuple(spec.mysql.update_columns)
 
 
-def staged_second_checksums(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
-    """Per second, the sum of the staged puts' row hashes (what the target must hold)."""
+def merged_second_checksums(
+    conn: Any, spec: MigrationSpec, day: dt.date
+) -> tuple[SecondCounts, SecondCounts]:
+    """Per second, the sum of the staged puts' row hashes (what the target must hold) and
+    the sum of the target rows' hashes at those keys, in one pass over the staged puts. In
+    update_only mode only puts the target matched count (the count check reports the
+    unmatched ones)."""
     second = _event_bucket(spec, "s.")
-    matched_only = ""  # update_only: unmatched puts are reported by the count check instead
+    columns = checksum_columns(spec)
+    matched = f"t.{q(spec.mysql.key[0])} IS NOT NULL"  # key columns are NOT NULL in the target
+    staged = _row_hash("s", columns)
     if spec.mysql.mode == "update_only":
-        join = key_join(spec)
-        matched_only = f"JOIN {q(spec.mysql.target_table)} t ON {join} "
-    return _grouped(
-        conn,
-        f"SELECT {second.select} AS s2, SUM({_row_hash('s', checksum_columns(spec))}) "
-        f"FROM {q(spec.mysql.temp_table)} s {matched_only}"
-        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY {second.group}",
-        (day,),
-    )
-
-
-def target_second_checksums(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
-    """Per second, the sum of the target rows' hashes at the staged puts' keys."""
-    second = _event_bucket(spec, "s.")
-    join = key_join(spec)
-    return _grouped(
-        conn,
-        f"SELECT {second.select} AS s2, SUM({_row_hash('t', checksum_columns(spec))}) "
-        f"FROM {q(spec.mysql.temp_table)} s JOIN {q(spec.mysql.target_table)} t ON {join} "
-        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY {second.group}",
-        (day,),
-    )
+        staged = f"IF({matched}, {staged}, NULL)"
+    expected: SecondCounts = {}
+    observed: SecondCounts = {}
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {second.select} AS s2, SUM({staged}), "
+            f"SUM(IF({matched}, {_row_hash('t', columns)}, NULL)) "
+            f"FROM {q(spec.mysql.temp_table)} s "
+            f"LEFT JOIN {q(spec.mysql.target_table)} t ON {key_join(spec)} "
+            f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY {second.group}",
+            (day,),
+        )
+        for moment, staged_sum, target_sum in cur.fetchall():
+            if staged_sum is not None:
+                expected[int(moment)] = int(staged_sum)
+            if target_sum is not None:
+                observed[int(moment)] = int(target_sum)
+    return expected, observed
 
 
 def differing_keys(
