@@ -72,7 +72,7 @@ class BadRecordsError(ValueError):
 
     def __init__(self, rejects: list[Reject]):
         self.rejects = rejects
-        shown = "\n".join(f"  {r.file} line {r.line}: {r.reason}" for r in rejects[:10])
+        shown = "\n".join(f"  {r.where}: {r.reason}" for r in rejects[:10])
         more = f"\n  ... and {len(rejects) - 10} more" if len(rejects) > 10 else ""
         super().__init__(
             f"{len(rejects)} bad record(s) and dynamodb.on_bad_record is 'fail'; no partition "
@@ -364,7 +364,8 @@ def _build_group(
             rows, deletes = apply_changes(
                 day, snapshot, changes, spec.event_time_column.column, spec.mysql.key
             )
-            table, duplicates = _partition_table(spec, day, rows, deletes)
+            source = f"dt={day} built from exports {', '.join(export_ids)}"
+            table, duplicates = _partition_table(spec, day, rows, deletes, source)
             placed[day] += duplicates
             census = source_census(day, rows, placed[day], spec)
             outputs.append((day, coverage, table, census))
@@ -411,8 +412,10 @@ def _full_export_days(
         tables = {n: read_split_day(s3, spec, split, n, spill.schema) for n in day_numbers}
         return {from_epoch_day(n): t for n, t in tables.items()}, list(split.rejects)
     splitting = take_lease(s3, spec, full.summary.export_id, dt.datetime.now(dt.UTC))
-    decode = decode_full_file if splitting else functools.partial(
-        decode_full_file, days=frozenset(day_numbers)
+    decode = (
+        decode_full_file
+        if splitting
+        else functools.partial(decode_full_file, days=frozenset(day_numbers))
     )
     rejects: list[Reject] = []
     files = items = size = 0
@@ -444,12 +447,18 @@ def _full_export_days(
 
 
 def _partition_table(
-    spec: MigrationSpec, day: dt.date, rows: pa.Table, deletes: pa.Table
+    spec: MigrationSpec,
+    day: dt.date,
+    rows: pa.Table,
+    deletes: pa.Table,
+    source: str = "(day partition)",
 ) -> tuple[pa.Table, list[Reject]]:
     """Puts and deletes in one table sorted by the MySQL key (fast, deterministic loads).
 
     Puts that share a MySQL key within the day (several DynamoDB items mapping to one row)
-    cannot all be merged; they are set aside as bad records rather than picked arbitrarily.
+    cannot all be merged; they are set aside as bad records rather than picked arbitrarily,
+    named by the key and `source` (the day and its exports: rows no longer carry their
+    file and line here, and the key finds the items in DynamoDB directly).
     """
     combined = pa.concat_tables(
         [
@@ -465,7 +474,7 @@ def _partition_table(
         return ordered.cast(partition_schema(spec)), []
     rejects = [
         Reject(
-            "(day partition)",
+            source,
             0,
             "duplicate MySQL key ("
             + ", ".join(f"{name}={row[name]}" for name in spec.mysql.key)

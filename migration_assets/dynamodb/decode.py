@@ -51,6 +51,11 @@ class Reject:
     second: int | None = None  # its epoch second (the per-second parity accounts for it)
     in_rows: bool = False  # also counted among the day's rows before being set aside
 
+    @property
+    def where(self) -> str:
+        """`<file> line <n>`, or only the file part when no line holds the record (0)."""
+        return f"{self.file} line {self.line}" if self.line else self.file
+
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.file,
