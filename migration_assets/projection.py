@@ -24,29 +24,36 @@ class RowCosts:
 
 @dataclass(frozen=True)
 class Deployment:
-    """Where runs and the database run. `db_efficiency` is the share of a benchmark-machine
-    core's work one database vCPU does (an assumption unless measured on that database)."""
+    """Where runs and the database run. A MySQL statement runs on one core, so the database
+    works on at most `db_statements` rows at once: the `mysql` pool's limit. `db_efficiency`
+    is the share of a benchmark-machine core's work one database vCPU does (an assumption
+    unless measured on that database)."""
 
     name: str
     worker_cores: float
     db_cores: float
+    db_statements: int = 2
     db_efficiency: float = 1.0
     shared: bool = False  # workers and database on the same cores (one machine)
+
+    def _database_rate(self, costs: RowCosts) -> float:
+        busy_cores = min(self.db_cores, self.db_statements)
+        return busy_cores * self.db_efficiency / costs.db_cpu_s
 
     def rows_per_second(self, costs: RowCosts) -> float:
         if self.shared:
             return self.worker_cores / (costs.worker_cpu_s + costs.db_cpu_s)
-        return min(
-            self.worker_cores / costs.worker_cpu_s,
-            self.db_cores * self.db_efficiency / costs.db_cpu_s,
-        )
+        return min(self.worker_cores / costs.worker_cpu_s, self._database_rate(costs))
 
     def bound(self, costs: RowCosts) -> str:
         if self.shared:
             return "the machine's cores (workers and database share them)"
         workers = self.worker_cores / costs.worker_cpu_s
-        database = self.db_cores * self.db_efficiency / costs.db_cpu_s
-        return "worker cores" if workers <= database else "database cores"
+        if workers <= self._database_rate(costs):
+            return "worker cores"
+        if self.db_statements < self.db_cores:
+            return "the mysql pool (statements at once)"
+        return "database cores"
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,17 @@ def test_one_machine_shares_its_cores_between_worker_and_database():
 
 
 def test_separate_machines_are_bound_by_the_scarcer_side():
-    workers_short = Deployment("few workers", worker_cores=4, db_cores=16)
+    workers_short = Deployment("few workers", worker_cores=4, db_cores=16, db_statements=16)
     assert workers_short.rows_per_second(COSTS) == pytest.approx(4 / 20e-6)
     assert workers_short.bound(COSTS) == "worker cores"
-    database_short = Deployment("small database", worker_cores=64, db_cores=8, db_efficiency=0.5)
+    database_short = Deployment(
+        "small database", worker_cores=64, db_cores=8, db_statements=16, db_efficiency=0.5
+    )
     assert database_short.rows_per_second(COSTS) == pytest.approx(8 * 0.5 / 10e-6)
     assert database_short.bound(COSTS) == "database cores"
+    pool_short = Deployment("pool of 2", worker_cores=64, db_cores=32, db_statements=2)
+    assert pool_short.rows_per_second(COSTS) == pytest.approx(2 / 10e-6)
+    assert pool_short.bound(COSTS) == "the mysql pool (statements at once)"
 
 
 def test_a_projection_of_two_and_a_half_billion_rows():
