@@ -306,14 +306,7 @@ def test_emr_serverless_through_moto_records_the_job_run_and_fails_on_silence(
         "MIGRATION_EMR_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/migration-emr",
     }  # moto's own account: it refuses to pass another account's role
     engine = parquet_engine_from_env(env)
-    result = dg.materialize(
-        [build_parquet_partitions(spec, daily_partitions(spec), engine)],
-        partition_key="2023-01-01",
-        resources=resources,
-        raise_on_error=False,
-    )
-    assert not result.success
-    assert "ended without reporting the days 2023-01-01" in failure_description(result)
+    result = _fails_on_silence(spec, engine, resources)
     (run,) = emr.list_job_runs(applicationId=application["applicationId"])["jobRuns"]
     job = emr.get_job_run(applicationId=application["applicationId"], jobRunId=run["id"])["jobRun"]
     submit = job["jobDriver"]["sparkSubmit"]
@@ -340,6 +333,13 @@ def test_glue_through_moto_records_the_job_run_and_fails_on_silence(
             "MIGRATION_GLUE_JOB_NAME": "migration-convert",
         }
     )
+    _fails_on_silence(spec, engine, resources)
+    (run,) = glue.get_job_runs(JobName="migration-convert")["JobRuns"]
+    assert {"--dagster-pipes-context", "--dagster-pipes-messages"} <= set(run["Arguments"])
+
+
+def _fails_on_silence(spec, engine, resources) -> dg.ExecuteInProcessResult:
+    """moto records a job run and runs nothing: the step must fail, saying no day came back."""
     result = dg.materialize(
         [build_parquet_partitions(spec, daily_partitions(spec), engine)],
         partition_key="2023-01-01",
@@ -348,8 +348,7 @@ def test_glue_through_moto_records_the_job_run_and_fails_on_silence(
     )
     assert not result.success
     assert "ended without reporting the days 2023-01-01" in failure_description(result)
-    (run,) = glue.get_job_runs(JobName="migration-convert")["JobRuns"]
-    assert {"--dagster-pipes-context", "--dagster-pipes-messages"} <= set(run["Arguments"])
+    return result
 
 
 def _aws_client(stack, service: str):
