@@ -53,6 +53,8 @@ from migration_assets.parquet_store import manifest_key, read_manifest
 from migration_assets.resources import DynamoDBResource, MySQLResource, default_resources
 from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, SpecError, parse_spec
 
+pytestmark = pytest.mark.reliability  # docs/RELIABILITY.md
+
 DAY = dt.date(2023, 1, 2)
 ITEMS = 300
 GOOD = 5  # good changes published next to each poisoned line

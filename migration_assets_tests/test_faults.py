@@ -31,7 +31,7 @@ from migration_assets.resources import DynamoDBResource, MySQLResource
 from .fault_proxy import HttpFaultProxy, TcpFaultProxy
 from .faults import DAY, assert_day_exact, assert_exact, fetch, seed_day, start_worker, worker_env
 
-pytestmark = pytest.mark.slow  # whole-graph runs, each several seconds
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]  # whole-graph runs, several s each
 
 ITEMS = 1_000  # a small day: every hop still runs, each run takes seconds
 PARTS = f"/dt={DAY}/part-"  # the day's Parquet data files (PUT by parquet_partitions)

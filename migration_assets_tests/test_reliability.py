@@ -29,6 +29,8 @@ from .faults import (
     worker_env,
 )
 
+pytestmark = pytest.mark.reliability  # docs/RELIABILITY.md
+
 
 @pytest.fixture
 def seeded(spec, stack, mysql_db, s3_client, dynamodb_client, tmp_path):
