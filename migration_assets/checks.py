@@ -126,6 +126,29 @@ def _result(context: dg.AssetCheckExecutionContext, run: Callable[[str], Validat
     return dg.AssetCheckResult(passed=passed, metadata=metadata)
 
 
+def _once_per_run(mysql: MySQLResource, read: Callable[[Any], Any]) -> Callable[[], Any]:
+    """`read(conn)` on first use only: a table's facts (column types, key) are the same for
+    every day of a run."""
+
+    @functools.cache
+    def value() -> Any:
+        with mysql.connect() as conn:
+            return read(conn)
+
+    return value
+
+
+def _id_schema(
+    context: dg.AssetCheckExecutionContext,
+    mysql: MySQLResource,
+    read_types: Callable[[Any], dict[str, str | None]],
+    where: str,
+) -> dg.AssetCheckResult:
+    """A table's id columns judged for every day of the run on one read of its types."""
+    table_types = _once_per_run(mysql, read_types)
+    return _result(context, lambda day: bigint_ids(table_types(), where, deferred=True))
+
+
 def build_checks(
     spec: MigrationSpec, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetChecksDefinition]:
@@ -248,11 +271,9 @@ def build_checks(
         context: dg.AssetCheckExecutionContext, s3: S3Resource, mysql: MySQLResource
     ) -> dg.AssetCheckResult:
         client = s3.get_client()
-
-        @functools.cache  # the table's types, the same for every day of the run
-        def table_types() -> dict[str, str | None]:
-            with mysql.connect() as conn:
-                return mysql_id_types(conn, spec.mysql.temp_table, spec_ids)
+        table_types = _once_per_run(
+            mysql, lambda conn: mysql_id_types(conn, spec.mysql.temp_table, spec_ids)
+        )
 
         def run(day: str) -> Validation:
             schema = read_partition(client, spec, parse_day(day)).schema
@@ -283,15 +304,7 @@ def build_checks(
     def target_ids(
         context: dg.AssetCheckExecutionContext, mysql: MySQLResource
     ) -> dg.AssetCheckResult:
-        @functools.cache  # the table's types, the same for every day of the run
-        def table_types() -> dict[str, str | None]:
-            with mysql.connect() as conn:
-                return new_table_ids(conn)
-
-        def run(day: str) -> Validation:
-            return bigint_ids(table_types(), spec.mysql.target_table, deferred=True)
-
-        return _result(context, run)
+        return _id_schema(context, mysql, new_table_ids, spec.mysql.target_table)
 
     checks = [parquet_parity, staged_parity, merged_parity, merged_checksums, staged_ids]
     return [
@@ -323,10 +336,7 @@ def _copy_checks(
     def copy_parity(
         context: dg.AssetCheckExecutionContext, mysql: MySQLResource
     ) -> dg.AssetCheckResult:
-        @functools.cache  # the legacy table's key, the same for every day of the run
-        def key() -> Any:
-            with mysql.connect() as conn:
-                return legacy_key(conn, spec)
+        key = _once_per_run(mysql, lambda conn: legacy_key(conn, spec))
 
         def run(day: str) -> Validation:
             with mysql.connect() as conn:
@@ -349,14 +359,6 @@ def _copy_checks(
     def copy_ids(
         context: dg.AssetCheckExecutionContext, mysql: MySQLResource
     ) -> dg.AssetCheckResult:
-        @functools.cache  # the table's types, the same for every day of the run
-        def table_types() -> dict[str, str | None]:
-            with mysql.connect() as conn:
-                return new_table_ids(conn)
-
-        def run(day: str) -> Validation:
-            return bigint_ids(table_types(), target, deferred=True)
-
-        return _result(context, run)
+        return _id_schema(context, mysql, new_table_ids, target)
 
     return [copy_parity, copy_ids]
