@@ -29,9 +29,7 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from migration_assets.aws import aws_client, retry_config  # noqa: E402
+from migration_assets.devstack.dagster_dev import start_dagster_dev, stop_dagster_dev  # noqa: E402
 from migration_assets.devstack.processes import free_loopback_port, wait_until  # noqa: E402
 from migration_assets.devstack.seed import seed  # noqa: E402
 from migration_assets.devstack.stack import StackState, start_stack, stop_stack  # noqa: E402
@@ -107,50 +106,6 @@ def _copy_legacy_table(stack: StackState, spec: MigrationSpec, database: str) ->
         conn.commit()
 
 
-def _start_dagster(
-    work: Path, env: dict[str, str], port: int
-) -> tuple[subprocess.Popen, Path]:
-    workspace = work / "workspace.yaml"
-    workspace.write_text(
-        yaml.safe_dump(
-            {
-                "load_from": [
-                    {
-                        "python_module": {
-                            "module_name": "migration_assets.definitions",
-                            "location_name": "migration_assets",
-                            "working_directory": str(work),
-                        }
-                    }
-                ]
-            }
-        )
-    )
-    log_path = work / "dagster-dev.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(workspace)]
-            + ["-h", "127.0.0.1", "-p", str(port)],
-            cwd=work,  # not the repository: a developer's .env there would override env
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-    return process, log_path
-
-
-def _stop_dagster(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-
 def _verify(home: Path, spec_path: Path, backfill_id: str) -> dict[str, Any]:
     """Every partition of every asset materialized; every check of every partition passed,
     against that partition's latest materialization (what the UI shows as current)."""
@@ -194,9 +149,7 @@ def _verify(home: Path, spec_path: Path, backfill_id: str) -> dict[str, Any]:
     runs = instance.get_run_records(
         dg.RunsFilter(tags={"dagster/backfill": backfill_id}), ascending=True
     )
-    durations = [
-        r.end_time - r.start_time for r in runs if r.start_time is not None and r.end_time
-    ]
+    durations = [r.end_time - r.start_time for r in runs if r.start_time is not None and r.end_time]
     backfill = instance.get_backfill(backfill_id)
     first_start = min((r.start_time for r in runs if r.start_time), default=None)
     last_end = max((r.end_time for r in runs if r.end_time), default=None)
@@ -304,7 +257,7 @@ def run_once(
     env["MIGRATION_DAYS_PER_RUN"] = str(days_per_run)
     port = free_loopback_port()
     base = f"http://127.0.0.1:{port}"
-    process, log_path = _start_dagster(work, env, port)
+    process, log_path = start_dagster_dev(work, env, port)
     try:
         wait_until(lambda: _loaded(base), 300, "dagster dev", process, str(log_path))
         selection = [
@@ -328,7 +281,7 @@ def run_once(
         status = _wait_for_backfill(home, backfill_id, args.timeout)
         finished = time.time()
     finally:
-        _stop_dagster(process)
+        stop_dagster_dev(process)
     result = _verify(home, spec_path, backfill_id)
     with connection(stack.mysql.with_database(database)) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM `{spec.mysql.target_table}`")
@@ -344,9 +297,7 @@ def run_once(
             round(result["last_run_ended"] - started, 1) if result["last_run_ended"] else None
         ),
         "launch_to_first_run_start_seconds": (
-            round(result["first_run_started"] - started, 1)
-            if result["first_run_started"]
-            else None
+            round(result["first_run_started"] - started, 1) if result["first_run_started"] else None
         ),
         "target_rows": target_rows,
         "days_per_run": days_per_run,

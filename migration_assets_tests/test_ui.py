@@ -13,16 +13,12 @@ package (never `playwright install`). Without them the test skips, unless
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import importlib.util
 import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -36,7 +32,8 @@ import yaml
 
 from migration_assets.definitions import build_assets
 from migration_assets.devstack import synthetic
-from migration_assets.devstack.processes import free_loopback_port, pid_alive, wait_until
+from migration_assets.devstack.dagster_dev import start_dagster_dev, stop_dagster_dev
+from migration_assets.devstack.processes import free_loopback_port, wait_until
 from migration_assets.devstack.seed import seed
 from migration_assets.devstack.stack import StackState
 from migration_assets.mysql.connection import MySQLSettings, connection
@@ -113,48 +110,6 @@ def _target_loaded(base_url: str) -> bool:
     return _graphql(base_url, query)["assetNodeOrError"]["__typename"] == "AssetNode"
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every live descendant of `pid` (from /proc), so none survives the test."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _stop_tree(process: subprocess.Popen) -> None:
-    """SIGINT (dagster dev's clean shutdown), then SIGKILL whatever of its tree is left."""
-    tree = _descendants(process.pid)
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-    for pid in tree:
-        if pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _default_signals() -> None:
-    # a shell's background job (e.g. CI) starts with SIGINT ignored; dagster dev needs it
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 @pytest.fixture
 def ui_spec(tmp_path: Path, bucket: str) -> tuple[Path, MigrationSpec]:
     """The example spec (legacy copy included) on this test's bucket and table, as a file."""
@@ -178,22 +133,6 @@ def dagster_ui(
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(repo_root / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        yaml.safe_dump(
-            {
-                "load_from": [
-                    {
-                        "python_module": {
-                            "module_name": "migration_assets.definitions",
-                            "location_name": "migration_assets",
-                            "working_directory": str(tmp_path),
-                        }
-                    }
-                ]
-            }
-        )
-    )
     env = {
         **os.environ,
         **stack.environment(),
@@ -202,18 +141,7 @@ def dagster_ui(
         "DAGSTER_HOME": str(home),
     }
     port = free_loopback_port()
-    log_path = tmp_path / "dagster-dev.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(workspace)]
-            + ["-h", "127.0.0.1", "-p", str(port)],
-            cwd=tmp_path,  # not the repo: a developer's .env there would override env
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_default_signals,
-        )
+    process, log_path = start_dagster_dev(tmp_path, env, port)
     ui = DagsterUI(f"http://127.0.0.1:{port}", home, log_path)
     try:
         wait_until(
@@ -225,7 +153,7 @@ def dagster_ui(
         )
         yield ui
     finally:
-        _stop_tree(process)
+        stop_dagster_dev(process)
 
 
 def _selected_upstream(spec: MigrationSpec) -> tuple[set[str], set[dg.AssetCheckKey]]:
