@@ -26,5 +26,11 @@ def epoch_day(day: dt.date) -> int:
     return (day - _EPOCH_DAY).days
 
 
+def day_seconds(day: dt.date) -> range:
+    """The epoch seconds of a UTC day (`second in day_seconds(day)` is O(1))."""
+    first = epoch_day(day) * 86_400
+    return range(first, first + 86_400)
+
+
 def from_epoch_day(number: int) -> dt.date:
     return _EPOCH_DAY + dt.timedelta(days=int(number))

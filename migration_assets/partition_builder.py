@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .coverage_store import load_coverage
-from .days import epoch_day, from_epoch_day
+from .days import day_seconds, epoch_day, from_epoch_day
 from .dynamodb.changes import (
     CHANGE,
     ORDER,
@@ -197,13 +197,9 @@ def source_census(
     seconds = epoch_seconds(rows.column(spec.event_time_column.column))
     values, counts = np.unique(seconds, return_counts=True)
     census = dict(zip(values.tolist(), counts.tolist(), strict=True))
-    first = epoch_day(day) * 86_400
+    seconds = day_seconds(day)
     for reject in rejects:
-        if (
-            reject.second is not None
-            and not reject.in_rows
-            and first <= reject.second < first + 86_400
-        ):
+        if reject.second is not None and not reject.in_rows and reject.second in seconds:
             census[reject.second] = census.get(reject.second, 0) + 1
     return census
 

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..days import day_seconds
 from ..dynamodb.changes import CHANGE, epoch_seconds
 from ..identifiers import quote_identifier as q
 from ..mysql.catalog import table_columns
@@ -66,11 +67,11 @@ def parquet_second_counts(table: pa.Table, spec: MigrationSpec) -> SecondCounts:
 
 def rejects_in_day(rejects: list[dict[str, Any]], day: dt.date) -> list[int]:
     """Event seconds of quarantined records that belong to `day` (others are elsewhere)."""
-    first = (day - dt.date(1970, 1, 1)).days * 86_400
+    seconds = day_seconds(day)
     return [
         r["event_second"]
         for r in rejects
-        if r.get("event_second") is not None and first <= r["event_second"] < first + 86_400
+        if r.get("event_second") is not None and r["event_second"] in seconds
     ]
 
 
@@ -142,7 +143,7 @@ def _staged_puts_in_target(
         )
         return counts, {}
     target = _event_bucket(spec, "t.")
-    first = (day - dt.date(1970, 1, 1)).days * 86_400
+    seconds = day_seconds(day)
     counts: SecondCounts = {}
     found: SecondCounts = {}
     with conn.cursor() as cur:
@@ -154,7 +155,7 @@ def _staged_puts_in_target(
         for staged_second, target_second, same_values, rows in cur.fetchall():
             if same_values:
                 counts[int(staged_second)] = counts.get(int(staged_second), 0) + int(same_values)
-            if first <= int(target_second) < first + 86_400:
+            if int(target_second) in seconds:
                 found[int(target_second)] = found.get(int(target_second), 0) + int(rows)
     return counts, found
 
