@@ -22,7 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..spec import Column, ColumnType
+from . import typed_arrow
 from .typed_json import JSON_NUMBER
+
+# makes (json text, problem) one value at a time for the given rows (a json column's rare path)
+ExactJson = Callable[[np.ndarray], dict[int, tuple[str | None, str | None]]]
 
 _STRING_LIST = pa.list_(pa.string())
 # The type keys declared per column kind; anything else present leaves them all null,
@@ -40,7 +44,7 @@ _KEYS_BY_KIND: dict[str, tuple[str, ...]] = {
     "date": ("S",),
     "json": ("S", "N", "B", "BOOL", "SS", "NS", "BS"),
 }
-_KEY_TYPES = {
+KEY_TYPES = {  # the Arrow type of each scalar DynamoDB type key's value
     "S": pa.string(),
     "N": pa.string(),
     "B": pa.string(),
@@ -65,17 +69,7 @@ def _kind(column_type: ColumnType) -> str:
 def attribute_struct(column_type: ColumnType) -> pa.StructType:
     """The struct the JSON reader parses one attribute of this column type into."""
     keys = _KEYS_BY_KIND[_kind(column_type)] + ("NULL",)
-    return pa.struct([pa.field(key, _KEY_TYPES[key]) for key in keys])
-
-
-def needs_raw_value(typed: pa.StructArray, column_type: ColumnType) -> pa.BooleanArray:
-    """Rows whose value the struct cannot hold (a json column's `M` or `L`)."""
-    if column_type.kind != "json":
-        return pa.array(np.zeros(len(typed), dtype=bool))
-    present = typed.is_valid()
-    for child in typed.flatten():
-        present = pc.and_(present, pc.is_null(child))
-    return present
+    return pa.struct([pa.field(key, KEY_TYPES[key]) for key in keys])
 
 
 @dataclass
@@ -96,17 +90,17 @@ def convert(
     typed: pa.StructArray,
     column: Column,
     time_rules: TimeRules = TimeRules(),
-    raw_values: dict[int, str | None] | None = None,
+    exact_json: ExactJson | None = None,
 ) -> Converted:
     """Convert one attribute's typed struct array into the column's exact Arrow array.
 
-    `raw_values` carries json text already made by the per-value path for rows whose
-    value the struct cannot hold (`needs_raw_value`), keyed by row index.
+    `exact_json` makes a json column's text one value at a time for the rows the
+    column-wise path cannot vouch for (see `_json_column`), keyed by row index.
     """
     fields = dict(zip([f.name for f in typed.type], typed.flatten(), strict=True))
     kind = _kind(column.type)
     if kind == "json":
-        values, problems = _json_column(fields, len(typed), raw_values or {})
+        values, problems = _json_column(typed, exact_json)
     else:
         values, problems = _CONVERTERS[kind](fields, column.type, time_rules)
     return Converted(values, _finish_problems(typed, fields, values, problems, column))
@@ -459,62 +453,24 @@ def _date(fields, column_type: ColumnType, _rules) -> tuple[pa.Array, pa.Array]:
 # --------------------------------------------------------------------------- json
 
 
-def _json_quote(strings: pa.Array) -> pa.Array:
-    """JSON string literals for Arrow strings (control characters take the exact path)."""
-    escaped = pc.replace_substring(pc.replace_substring(strings, "\\", "\\\\"), '"', '\\"')
-    quoted = pc.binary_join_element_wise('"', escaped, '"', "")
-    control = _matches(strings, r"(?s).*[\x00-\x1f].*")
-    if not control.any():
-        return quoted
-    import json
-
-    rows = np.flatnonzero(control)
-    exact = [json.dumps(s, ensure_ascii=False) for s in strings.take(pa.array(rows)).to_pylist()]
-    patch = [None] * len(strings)
-    for row, text in zip(rows.tolist(), exact, strict=True):
-        patch[row] = text
-    return pc.if_else(pa.array(control), pa.array(patch, pa.string()), quoted)
-
-
-def _json_list(lists: pa.Array, encode: Callable[[pa.Array], pa.Array]) -> pa.Array:
-    """`[a,b,...]` for each list, elements encoded by `encode` (vectorized over all items)."""
-    lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
-    offsets = lists.offsets
-    start, stop = offsets[0].as_py(), offsets[-1].as_py()
-    items = encode(lists.values.slice(start, stop - start))
-    rebased = pc.subtract(offsets, start)
-    joined = pc.binary_join(pa.ListArray.from_arrays(rebased, items, mask=lists.is_null()), ",")
-    return pc.binary_join_element_wise("[", joined, "]", "")
-
-
-def _json_column(
-    fields: dict[str, pa.Array], length: int, raw_values: dict[int, str | None]
-) -> tuple[pa.Array, pa.Array]:
-    numbers = fields["N"]
-    bad_number = pc.and_(
-        numbers.is_valid(),
-        pc.invert(
-            pc.fill_null(pc.match_substring_regex(numbers, f"^(?:{JSON_NUMBER.pattern})$"), False)
-        ),
+def _json_column(typed: pa.StructArray, exact: ExactJson | None) -> tuple[pa.Array, pa.Array]:
+    """JSON text, column-wise (`typed_arrow`); rows it flags take `exact`, which returns
+    (text, problem) per row from the line itself. Without `exact`, flagged rows are bad."""
+    encoded = typed_arrow.encode(typed)
+    text = pc.if_else(pc.equal(encoded.text, "null"), pa.scalar(None, pa.string()), encoded.text)
+    rows = np.flatnonzero(encoded.flagged)
+    if not len(rows):
+        return text, _no_problems(len(typed))
+    found = exact(rows) if exact is not None else {}
+    texts: list[str | None] = [None] * len(typed)
+    problems: list[str | None] = [None] * len(typed)
+    for row in rows.tolist():
+        texts[row], problems[row] = found.get(row, (None, "is not a well-formed typed value"))
+    patched = pa.array(encoded.flagged)
+    return (
+        pc.if_else(patched, pa.array(texts, pa.string()), text),
+        pa.array(problems, pa.string()),
     )
-    text = pc.coalesce(
-        _json_quote(fields["S"]),
-        pc.if_else(bad_number, None, numbers),
-        pc.if_else(fields["BOOL"], "true", "false"),
-        _json_quote(fields["B"]),
-        _json_list(fields["SS"], _json_quote),
-        _json_list(fields["NS"], lambda items: items),
-        _json_list(fields["BS"], _json_quote),
-    )
-    problems = pc.if_else(bad_number, pa.scalar("N is not a number"), _no_problems(length))
-    if raw_values:
-        patch = [None] * length
-        has_patch = np.zeros(length, dtype=bool)
-        for row, value in raw_values.items():
-            patch[row] = value
-            has_patch[row] = value is not None
-        text = pc.if_else(pa.array(has_patch), pa.array(patch, pa.string()), text)
-    return text, problems
 
 
 _CONVERTERS = {

@@ -27,7 +27,7 @@ from isal import isal_zlib
 
 from ..days import epoch_day
 from ..spec import Column, MigrationSpec
-from .convert import TimeRules, attribute_struct, convert, needs_raw_value
+from .convert import KEY_TYPES, TimeRules, attribute_struct, convert
 from .layout import corrupt_export
 from .typed_json import TypedValueError, check_typed_value, to_json_text
 
@@ -37,6 +37,8 @@ WRITE_MICROS = "_write_micros"  # incremental: Metadata.WriteTimestampMicros
 KEYS_ONLY = "_keys_only"  # incremental delete without an image (NEW_IMAGE view)
 PUT, DELETE = "put", "delete"
 _BLOCK_SIZE = 1 << 20  # measured: 1 MiB blocks parse fastest on 2 cores
+_SAMPLE_BYTES = 1 << 20  # the part of a file whose nested shapes fix the read schema
+_MAX_INFERRED_FIELDS = 2_000
 
 
 @dataclass(frozen=True)
@@ -139,22 +141,83 @@ class _Lines:
         return self._split[: self.count]
 
 
-def _read(text: bytes, schema: pa.Schema) -> pa.Table:
+def _read(text: bytes, schema: pa.Schema, unexpected: str = "ignore") -> pa.Table:
     # blocks small enough that every core parses a part of even a single file
     block_size = _BLOCK_SIZE
     return pj.read_json(
         io.BytesIO(text),
         read_options=pj.ReadOptions(block_size=block_size),
-        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected),
     )
 
 
+def _read_with_maps(lines: _Lines, schema: pa.Schema) -> pa.Table | None:
+    """The whole file read with its maps and lists as Arrow structs and lists, so that json
+    columns are written column-wise (`typed_arrow`); None to read it the plain way.
+
+    The shapes come from the file's first MiB, with every DynamoDB leaf pinned to its JSON
+    type (Arrow would otherwise read a date-like `S` as a timestamp); keys first seen later
+    are inferred, and a row whose value Arrow read another way takes the exact path. A sample
+    with more distinct keys than `_MAX_INFERRED_FIELDS` (maps keyed by data, not by name)
+    is not widened: a struct per key would cost rows x keys of memory.
+    """
+    end = lines.text.find(b"\n", _SAMPLE_BYTES)
+    sample = lines.text if end < 0 else lines.text[: end + 1]
+    try:
+        inferred = _read(sample, schema, "infer").schema
+        widened = pa.schema(
+            [pa.field(f.name, _attributes_shape(f.type) or f.type) for f in inferred]
+        )
+        if _field_count(widened) > _MAX_INFERRED_FIELDS:
+            return None
+        table = _read(lines.text, widened, "infer")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a bad line or shapes that clash
+        return None
+    return table if table.num_rows == lines.count else None
+
+
+def _attributes_shape(struct: pa.DataType) -> pa.DataType | None:
+    """An item or map: a struct of attribute name -> typed value shape."""
+    if not pa.types.is_struct(struct):
+        return None
+    fields = [(f.name, _typed_shape(f.type)) for f in struct]
+    return pa.struct([pa.field(name, shape) for name, shape in fields if shape is not None])
+
+
+def _typed_shape(struct: pa.DataType) -> pa.DataType | None:
+    """A typed value (`{"S": ...}`): each type key pinned to its JSON type; type keys whose
+    shape the sample does not fix (an empty list, an unknown key) are left to inference."""
+    if not pa.types.is_struct(struct):
+        return None
+    fields = []
+    for key in struct:
+        shape: pa.DataType | None = KEY_TYPES.get(key.name)
+        if key.name == "M":
+            shape = _attributes_shape(key.type)
+        elif key.name == "L" and pa.types.is_list(key.type):
+            item = _typed_shape(key.type.value_type)
+            shape = pa.list_(item) if item is not None else None
+        if shape is not None:
+            fields.append(pa.field(key.name, shape))
+    return pa.struct(fields)
+
+
+def _field_count(schema: pa.Schema | pa.DataType) -> int:
+    """Fields at every depth: what a widened read costs per row."""
+    if isinstance(schema, pa.Schema):
+        return sum(1 + _field_count(f.type) for f in schema)
+    return sum(1 + _field_count(schema.field(i).type) for i in range(schema.num_fields))
+
+
 def _parse(
-    lines: _Lines, schema: pa.Schema, screen: Any
+    lines: _Lines, schema: pa.Schema, screen: Any, with_maps: bool = False
 ) -> tuple[pa.Table, np.ndarray, list[Reject]]:
     """Parse every line; return the table, each row's line number, and screened-out lines."""
     if not lines.count:
         return schema.empty_table(), np.zeros(0, dtype=np.int64), []
+    table = _read_with_maps(lines, schema) if with_maps else None
+    if table is not None:
+        return table, np.arange(1, lines.count + 1, dtype=np.int64), []
     try:
         table = _read(lines.text, schema)
         if table.num_rows == lines.count:
@@ -221,8 +284,8 @@ def _convert_image(
     problem: pa.Array = pa.nulls(len(image), pa.string())
     for column in columns or spec.columns:
         typed = by_attribute[column.attribute]
-        raw_values = _raw_json_values(typed, column, lines, line_numbers, locate)
-        converted = convert(typed, column, _time_rules(spec, column), raw_values)
+        exact = _exact_json(column, lines, line_numbers, locate)
+        converted = convert(typed, column, _time_rules(spec, column), exact)
         arrays[column.column] = converted.values
         if converted.problems.null_count < len(converted.problems):
             labelled = pc.binary_join_element_wise(f"{_describe(column)}: ", converted.problems, "")
@@ -230,24 +293,28 @@ def _convert_image(
     return arrays, problem
 
 
-def _raw_json_values(
-    typed: pa.StructArray,
+def _exact_json(
     column: Column,
     lines: _Lines,
     line_numbers: np.ndarray,
     locate: Callable[[dict[str, Any]], dict[str, Any]],
-) -> dict[int, str | None] | None:
-    """JSON text for values the struct cannot hold (`M`, `L`): exact, per value."""
-    if column.type.kind != "json":
-        return None
-    rows = np.flatnonzero(needs_raw_value(typed, column.type).to_numpy(zero_copy_only=False))
-    if not len(rows):
-        return None
-    values: dict[int, str | None] = {}
-    for row in rows.tolist():
-        image = locate(json.loads(lines.raw(int(line_numbers[row]))))
-        values[row] = to_json_text(image[column.attribute])
-    return values
+) -> Callable[[np.ndarray], dict[int, tuple[str | None, str | None]]]:
+    """(text, problem) of a json column's value, one value at a time, from its own line: for
+    the rows the column-wise path cannot vouch for (a malformed or unusual typed value)."""
+
+    def exact(rows: np.ndarray) -> dict[int, tuple[str | None, str | None]]:
+        found: dict[int, tuple[str | None, str | None]] = {}
+        for row in rows.tolist():
+            value = locate(json.loads(lines.raw(int(line_numbers[row]))))[column.attribute]
+            try:
+                check_typed_value(value, column.attribute)
+            except TypedValueError as exc:
+                found[row] = (None, str(exc))
+            else:
+                found[row] = (to_json_text(value), None)
+        return found
+
+    return exact
 
 
 def _split_rejects(
@@ -328,7 +395,8 @@ def decode_full_file(
     def screen(record: dict[str, Any]) -> None:
         _check_image(record.get("Item"), "Item", spec)
 
-    table, line_numbers, rejects = _parse(lines, schema, screen)
+    with_maps = any(c.type.kind == "json" for c in spec.columns)
+    table, line_numbers, rejects = _parse(lines, schema, screen, with_maps)
     item = table.column("Item").combine_chunks()
     if days is not None and len(item):
         wanted = _rows_for_days(item, spec, days)

@@ -84,7 +84,9 @@ _string = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C, kee
 def to_json_text(value: dict[str, Any]) -> str | None:
     """The unwrapped JSON text of a well-formed typed value; None for `{"NULL": true}`.
 
-    Numbers keep their exported digits (no float round trip); maps keep their key order.
+    Numbers keep their exported digits (no float round trip); map keys are sorted, so a
+    map's text does not depend on the order an export happened to write its keys in
+    (MySQL's JSON type keeps no key order either). `typed_arrow.encode` writes the same.
     """
     if "NULL" in value:
         return None
@@ -102,7 +104,7 @@ def _json(value: dict[str, Any]) -> str:
     if kind == "NULL":
         return "null"
     if kind == "M":
-        return "{" + ",".join(f"{_string(k)}:{_json(v)}" for k, v in inner.items()) + "}"
+        return "{" + ",".join(f"{_string(k)}:{_json(v)}" for k, v in sorted(inner.items())) + "}"
     if kind == "L":
         return "[" + ",".join(_json(v) for v in inner) + "]"
     if kind == "NS":
