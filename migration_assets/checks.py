@@ -8,7 +8,7 @@ partitioned, so each can also be executed alone for one day to re-verify it.
 
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -25,7 +25,7 @@ from .quality.counts import (
     copied_second_counts,
     differing_keys,
     legacy_second_counts,
-    merged_second_checksums,
+    merged_day,
     merged_second_counts,
     mysql_id_types,
     parquet_second_counts,
@@ -81,7 +81,7 @@ def _latest_materializations(
 
 def _report_day(
     context: dg.AssetCheckExecutionContext,
-    check_name: str,
+    check: dg.AssetCheckSpec,
     day: str,
     validation: Validation,
     target: AssetCheckEvaluationTargetMaterializationData | None,
@@ -90,8 +90,8 @@ def _report_day(
     at that day's latest materialization so the UI shows it as the day's current result."""
     context.op_execution_context.log_event(
         dg.AssetCheckEvaluation(
-            asset_key=context.check_specs[0].asset_key,
-            check_name=check_name,
+            asset_key=check.asset_key,
+            check_name=check.name,
             passed=validation.passed,
             metadata=_metadata(day, validation),
             target_materialization_data=target,
@@ -102,28 +102,52 @@ def _report_day(
 
 
 def _result(context: dg.AssetCheckExecutionContext, run: Callable[[str], Validation]):
-    """Validate every day of the run (Great Expectations once for all of them). One day: its
-    result. A range: one result per day (logged with the day as partition) plus a summary
-    result for the run."""
+    """One check's result over the days of the run (see `_results`)."""
+    (check,) = context.check_specs
+    (result,) = _results(context, lambda day: {check.name: run(day)})
+    return result
+
+
+def _results(
+    context: dg.AssetCheckExecutionContext, run: Callable[[str], dict[str, Validation]]
+) -> list[dg.AssetCheckResult]:
+    """Validate every day of the run (Great Expectations once for all of them); `run(day)`
+    judges the day for each selected check by name. One day: its result per check. A range:
+    one result per day and check (logged with the day as partition) plus a summary result
+    per check for the run."""
     outcomes = {day: run(day) for day in _days(context)}
-    validate_all(list(outcomes.values()))
-    passed = all(v.passed for v in outcomes.values())
-    if len(outcomes) == 1:
-        ((day, validation),) = outcomes.items()
-        metadata = _metadata(day, validation)
-    else:
-        check_name = context.check_specs[0].name
-        targets = _latest_materializations(context, list(outcomes))
-        for day, validation in outcomes.items():
-            _report_day(context, check_name, day, validation, targets.get(day))
-        metadata = {
-            "days": len(outcomes),
-            "failed_days": dg.MetadataValue.json([d for d, v in outcomes.items() if not v.passed]),
-            "per_day": dg.MetadataValue.json(
-                {d: {**v.summary, "first_mismatches": v.details[:5]} for d, v in outcomes.items()}
-            ),
-        }
-    return dg.AssetCheckResult(passed=passed, metadata=metadata)
+    validate_all([v for per_check in outcomes.values() for v in per_check.values()])
+    selected = context.selected_asset_check_keys
+    checks = [c for c in context.check_specs if c.key in selected]
+    targets = _latest_materializations(context, list(outcomes)) if len(outcomes) > 1 else {}
+    results = []
+    for check in checks:
+        per_day = {day: per_check[check.name] for day, per_check in outcomes.items()}
+        passed = all(v.passed for v in per_day.values())
+        if len(per_day) == 1:
+            ((day, validation),) = per_day.items()
+            metadata = _metadata(day, validation)
+        else:
+            for day, validation in per_day.items():
+                _report_day(context, check, day, validation, targets.get(day))
+            metadata = {
+                "days": len(per_day),
+                "failed_days": dg.MetadataValue.json(
+                    [d for d, v in per_day.items() if not v.passed]
+                ),
+                "per_day": dg.MetadataValue.json(
+                    {
+                        d: {**v.summary, "first_mismatches": v.details[:5]}
+                        for d, v in per_day.items()
+                    }
+                ),
+            }
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=check.asset_key, check_name=check.name, passed=passed, metadata=metadata
+            )
+        )
+    return results
 
 
 def _once_per_run(mysql: MySQLResource, read: Callable[[Any], Any]) -> Callable[[], Any]:
@@ -207,58 +231,63 @@ def build_checks(
 
         return _result(context, run)
 
-    @dg.asset_check(
-        asset="target_table",
-        name=PARITY,
-        blocking=True,
-        partitions_def=partitions,
-        description=(
-            "Rows per second of event time: every staged put is in the target with the merged "
-            "values (update_only: or kept in the unmatched table)."
-        ),
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                PARITY,
+                asset="target_table",
+                blocking=True,
+                partitions_def=partitions,
+                description=(
+                    "Rows per second of event time: every staged put is in the target with the "
+                    "merged values (update_only: or kept in the unmatched table)."
+                ),
+            ),
+            dg.AssetCheckSpec(
+                CHECKSUM,
+                asset="target_table",
+                blocking=True,
+                partitions_def=partitions,
+                description=(
+                    "Per second of event time, the order-independent sum of row hashes (key "
+                    "and merged columns) of the staged puts equals that of the target rows at "
+                    "their keys: catches a changed value, which counts miss. Lists the "
+                    "differing keys of the first mismatching second."
+                ),
+            ),
+        ],
+        name="target_table_merge_checks",
+        can_subset=True,
     )
-    def merged_parity(
+    def merged_checks(
         context: dg.AssetCheckExecutionContext, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        def run(day: str) -> Validation:
-            with mysql.connect() as conn:
-                expected = staged_second_counts(conn, spec, parse_day(day))
-                observed = merged_second_counts(conn, spec, parse_day(day))
-            return second_count_parity(expected, observed, "staging -> target", deferred=True)
+    ) -> Iterator[dg.AssetCheckResult]:
+        """Both target checks judged on one pass over the staged puts (`merged_day`)."""
 
-        return _result(context, run)
-
-    @dg.asset_check(
-        asset="target_table",
-        name=CHECKSUM,
-        blocking=True,
-        partitions_def=partitions,
-        description=(
-            "Per second of event time, the order-independent sum of row hashes (key and merged "
-            "columns) of the staged puts equals that of the target rows at their keys: catches "
-            "a changed value, which counts miss. Lists the differing keys of the first "
-            "mismatching second."
-        ),
-    )
-    def merged_checksums(
-        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        def run(day: str) -> Validation:
+        def run(day: str) -> dict[str, Validation]:
             with mysql.connect() as conn:
-                expected, observed = merged_second_checksums(conn, spec, parse_day(day))
-                validation = second_count_parity(
-                    expected, observed, "staging -> target values", unit="checksum", deferred=True
+                facts = merged_day(conn, spec, parse_day(day))
+                observed = merged_second_counts(conn, spec, parse_day(day), facts)
+                counts = second_count_parity(
+                    facts.staged, observed, "staging -> target", deferred=True
                 )
-                if validation.details:
-                    first = validation.details[0]["second"]
+                values = second_count_parity(
+                    facts.staged_checksums,
+                    facts.target_checksums,
+                    "staging -> target values",
+                    unit="checksum",
+                    deferred=True,
+                )
+                if values.details:
+                    first = values.details[0]["second"]
                     moment = dt.datetime.strptime(first, "%Y-%m-%dT%H:%M:%SZ")
                     second = int(moment.replace(tzinfo=dt.UTC).timestamp())
-                    validation.summary["differing_keys_of_first_second"] = dg.MetadataValue.json(
+                    values.summary["differing_keys_of_first_second"] = dg.MetadataValue.json(
                         differing_keys(conn, spec, parse_day(day), second)
                     )
-            return validation
+            return {PARITY: counts, CHECKSUM: values}
 
-        return _result(context, run)
+        yield from _results(context, run)
 
     @dg.asset_check(
         asset="aurora_temp_table",
@@ -306,7 +335,7 @@ def build_checks(
     ) -> dg.AssetCheckResult:
         return _id_schema(context, mysql, new_table_ids, spec.mysql.target_table)
 
-    checks = [parquet_parity, staged_parity, merged_parity, merged_checksums, staged_ids]
+    checks = [parquet_parity, staged_parity, merged_checks, staged_ids]
     return [
         *checks,
         target_ids,

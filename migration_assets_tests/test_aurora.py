@@ -652,16 +652,22 @@ def test_a_delete_never_removes_a_row_of_another_day(mysql_db):
 def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db):
     """Before the merge: (1,1) matches with another tier, (2,1) is a delete whose row is still
     there, (8,8) no staged row has; (1,2) and (4,4) are not in the target yet."""
-    from migration_assets.quality.counts import merged_second_counts, staged_second_counts
+    from migration_assets.quality.counts import (
+        merged_day,
+        merged_second_counts,
+        staged_second_counts,
+    )
 
     spec = orders_spec()  # upsert + delete_row: every target row of the day must be staged
     _existing(mysql_db, spec)
     start = int(dt.datetime.combine(DAY, dt.time(), UTC).timestamp())
     with connection(mysql_db) as conn:
         staged = staged_second_counts(conn, spec, DAY)
-        before = merged_second_counts(conn, spec, DAY)
+        before = merged_second_counts(conn, spec, DAY, merged_day(conn, spec, DAY))
         merge_day(conn, spec, DAY)
-        after = merged_second_counts(conn, spec, DAY)
+        facts = merged_day(conn, spec, DAY)
+        after = merged_second_counts(conn, spec, DAY, facts)
+    assert facts.staged == staged  # the one pass also counts the staged puts
     assert before == {start + 30: 1, start + 50: 1}  # the deleted row, the unstaged row
     assert after == {**staged, start + 50: staged[start + 50] + 1}  # (8,8) is still extra
 
@@ -670,15 +676,17 @@ def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db):
 def test_checksums_compare_only_what_the_merge_promises(mysql_db, mode):
     """Before the merge (1,1) holds another tier; after it both sides agree; update_only
     leaves the unmatched puts (1,2), (4,4) to the count check."""
-    from migration_assets.quality.counts import merged_second_checksums
+    from migration_assets.quality.counts import merged_day
 
     spec = orders_spec(mode=mode)
     _existing(mysql_db, spec)
     start = int(dt.datetime.combine(DAY, dt.time(), UTC).timestamp())
     with connection(mysql_db) as conn:
-        staged_before, target_before = merged_second_checksums(conn, spec, DAY)
+        before = merged_day(conn, spec, DAY)
         merge_day(conn, spec, DAY)
-        staged_after, target_after = merged_second_checksums(conn, spec, DAY)
+        after = merged_day(conn, spec, DAY)
+    staged_before, target_before = before.staged_checksums, before.target_checksums
+    staged_after, target_after = after.staged_checksums, after.target_checksums
     assert staged_before[start + 10] != target_before[start + 10]
     assert staged_after == target_after == staged_before
     matched = {start + 10} if mode == "update_only" else {start + 10, start + 20, start + 50}

@@ -24,6 +24,7 @@ from ..mysql.legacy import LegacyKey, day_window, tombstones_table
 from ..spec import MigrationSpec
 
 SecondCounts = dict[int, int]  # epoch second -> rows
+_MAX_CONCAT = (1 << 32) - 1  # MySQL's largest group_concat_max_len: ~40 bytes per group here
 _SECOND = "TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {column})"
 
 
@@ -75,10 +76,28 @@ def rejects_in_day(rejects: list[dict[str, Any]], day: dt.date) -> list[int]:
     ]
 
 
-def _grouped(conn: Any, sql: str, params: tuple) -> SecondCounts:
+def _grouped_rows(conn: Any, sql: str, params: tuple, width: int) -> np.ndarray:
+    """The rows of a grouped query whose columns are aliased c0..c{width-1}, as an int64
+    array (NULL as 0). They come back as one concatenated string: pymysql parses a day's
+    ~86,000 rows in ~1.5 s of Python, numpy parses the string in a fraction of that."""
+    columns = ", ".join(f"IFNULL(x.c{i}, 0)" for i in range(width))
     with conn.cursor() as cur:
-        cur.execute(sql, params)
-        return {int(second): int(count) for second, count in cur.fetchall()}
+        cur.execute("SET SESSION group_concat_max_len = %s", (_MAX_CONCAT,))
+        cur.execute(
+            f"SELECT GROUP_CONCAT(CONCAT_WS(',', {columns}) SEPARATOR ',') FROM ({sql}) x", params
+        )
+        (text,) = cur.fetchone()
+    if not text:
+        return np.zeros((0, width), dtype=np.int64)
+    if isinstance(text, bytes | bytearray):
+        text = text.decode()
+    return np.array(text.split(","), dtype=np.int64).reshape(-1, width)
+
+
+def _grouped(conn: Any, sql: str, params: tuple) -> SecondCounts:
+    """{c0: c1} of a query grouped by second (`SELECT ... AS c0, COUNT(*) AS c1 ...`)."""
+    rows = _grouped_rows(conn, sql, params, 2)
+    return dict(zip(rows[:, 0].tolist(), rows[:, 1].tolist(), strict=True))
 
 
 def staged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
@@ -86,13 +105,71 @@ def staged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
     second = _event_bucket(spec)
     return _grouped(
         conn,
-        f"SELECT {second.select} AS s, COUNT(*) FROM {q(spec.mysql.temp_table)} "
+        f"SELECT {second.select} AS c0, COUNT(*) AS c1 FROM {q(spec.mysql.temp_table)} "
         f"WHERE {q(DAY)} = %s AND {q(CHANGE)} = 'put' GROUP BY {second.group}",
         (day,),
     )
 
 
-def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
+@dataclass(frozen=True)
+class MergedDay:
+    """What one pass over a day's staged puts, each looked up in the target by its key,
+    finds: both target checks are judged on it (two passes cost twice the MySQL time)."""
+
+    staged: SecondCounts  # staged puts, per staged second
+    merged: SecondCounts  # of those, held by the target with the merged values
+    found_in_day: SecondCounts  # per target second within the day: rows a staged put found
+    staged_checksums: SecondCounts  # sum of the staged puts' row hashes (what must be there)
+    target_checksums: SecondCounts  # sum of the row hashes of the target rows at those keys
+
+
+def merged_day(conn: Any, spec: MigrationSpec, day: dt.date) -> MergedDay:
+    """The day's staged puts against the target, in one LEFT JOIN grouped by (staged second,
+    target second). In update_only mode only the puts the target matched count towards the
+    checksums (the count check reports the unmatched ones)."""
+    staged, target = _event_bucket(spec, "s."), _event_bucket(spec, "t.")
+    matched = f"t.{q(spec.mysql.key[0])} IS NOT NULL"  # key columns are NOT NULL in the target
+    same = " AND ".join(f"t.{q(u)} <=> s.{q(u)}" for u in spec.mysql.update_columns) or "TRUE"
+    columns = checksum_columns(spec)
+    staged_hash = _row_hash("s", columns)
+    if spec.mysql.mode == "update_only":
+        staged_hash = f"IF({matched}, {staged_hash}, NULL)"
+    target_hash = f"IF({matched}, {_row_hash('t', columns)}, NULL)"
+    rows = _grouped_rows(
+        conn,
+        f"SELECT {staged.select} AS c0, {target.select} AS c1, COUNT(*) AS c2, "
+        f"SUM({matched} AND {same}) AS c3, SUM({matched}) AS c4, SUM({staged_hash}) AS c5, "
+        f"SUM({target_hash}) AS c6 FROM {q(spec.mysql.temp_table)} s "
+        f"LEFT JOIN {q(spec.mysql.target_table)} t ON {key_join(spec)} "
+        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' "
+        f"GROUP BY {staged.group}, {target.group}",
+        (day,),
+        7,
+    )
+    second, target_second, found = rows[:, 0], rows[:, 1], rows[:, 4]
+    seconds = day_seconds(day)
+    in_day = (found > 0) & (target_second >= seconds.start) & (target_second < seconds.stop)
+    return MergedDay(
+        staged=_sum_by(second, rows[:, 2]),
+        merged=_sum_by(second, rows[:, 3]),
+        found_in_day=_sum_by(target_second[in_day], found[in_day]),
+        staged_checksums=_sum_by(second, rows[:, 5]),
+        target_checksums=_sum_by(second, rows[:, 6]),
+    )
+
+
+def _sum_by(seconds: np.ndarray, values: np.ndarray) -> SecondCounts:
+    """Exact int64 sums per second; seconds whose sum is 0 are left out (0 is the default)."""
+    unique, inverse = np.unique(seconds, return_inverse=True)
+    sums = np.zeros(len(unique), dtype=np.int64)
+    np.add.at(sums, inverse, values)
+    keep = sums != 0
+    return dict(zip(unique[keep].tolist(), sums[keep].tolist(), strict=True))
+
+
+def merged_second_counts(
+    conn: Any, spec: MigrationSpec, day: dt.date, facts: MergedDay
+) -> SecondCounts:
     """Staged puts of the day that the target holds with the merged values, per second.
 
     With upsert + delete_row and no `legacy_copy`, the target's rows of the day come only
@@ -102,62 +179,25 @@ def merged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
     own parity covers. In `update_only` mode the rows kept in the
     unmatched table count as accounted for: they are reported, not lost.
     """
+    counts = dict(facts.merged)
     exclusive = (
         spec.legacy_copy is None
         and spec.mysql.mode == "upsert"
         and spec.mysql.on_delete == "delete_row"
     )
-    counts, matched_in_day = _staged_puts_in_target(conn, spec, day, by_target_second=exclusive)
     if exclusive:  # then every target row of the day must come from the staged puts
-        for key, value in _unstaged_target_rows(conn, spec, day, matched_in_day).items():
+        for key, value in _unstaged_target_rows(conn, spec, day, facts.found_in_day).items():
             counts[key] = counts.get(key, 0) + value  # a row added, or a deleted row still there
     if spec.mysql.mode == "update_only":
         unmatched = _grouped(
             conn,
-            f"SELECT {_event_bucket(spec).select} AS s2, COUNT(*) "
-            f"FROM {q(unmatched_table(spec))} WHERE {q(DAY)} = %s GROUP BY s2",
+            f"SELECT {_event_bucket(spec).select} AS c0, COUNT(*) AS c1 "
+            f"FROM {q(unmatched_table(spec))} WHERE {q(DAY)} = %s GROUP BY c0",
             (day,),
         )
         for key, value in unmatched.items():
             counts[key] = counts.get(key, 0) + value
     return counts
-
-
-def _staged_puts_in_target(
-    conn: Any, spec: MigrationSpec, day: dt.date, *, by_target_second: bool
-) -> tuple[SecondCounts, SecondCounts]:
-    """One pass over the day's staged puts, each looked up in the target by its key: per
-    staged second, the puts the target holds with the merged values; and (when asked) per
-    target second within the day, the target rows a staged put found (whatever their
-    values)."""
-    staged = _event_bucket(spec, "s.")
-    same = " AND ".join(f"t.{q(u)} <=> s.{q(u)}" for u in spec.mysql.update_columns) or "TRUE"
-    where = f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put'"
-    tables = f"{q(spec.mysql.temp_table)} s JOIN {q(spec.mysql.target_table)} t ON {key_join(spec)}"
-    if not by_target_second:
-        counts = _grouped(
-            conn,
-            f"SELECT {staged.select} AS s2, COUNT(*) FROM {tables} AND {same} {where} "
-            f"GROUP BY {staged.group}",
-            (day,),
-        )
-        return counts, {}
-    target = _event_bucket(spec, "t.")
-    seconds = day_seconds(day)
-    counts: SecondCounts = {}
-    found: SecondCounts = {}
-    with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT {staged.select} AS s2, {target.select} AS t2, SUM({same}), COUNT(*) "
-            f"FROM {tables} {where} GROUP BY {staged.group}, {target.group}",
-            (day,),
-        )
-        for staged_second, target_second, same_values, rows in cur.fetchall():
-            if same_values:
-                counts[int(staged_second)] = counts.get(int(staged_second), 0) + int(same_values)
-            if int(target_second) in seconds:
-                found[int(target_second)] = found.get(int(target_second), 0) + int(rows)
-    return counts, found
 
 
 def _unstaged_target_rows(
@@ -174,7 +214,7 @@ def _unstaged_target_rows(
     bucket = _event_bucket(spec, "t.")
     in_day = _grouped(
         conn,
-        f"SELECT {bucket.select} AS s2, COUNT(*) FROM {q(spec.mysql.target_table)} t "
+        f"SELECT {bucket.select} AS c0, COUNT(*) AS c1 FROM {q(spec.mysql.target_table)} t "
         f"WHERE t.{event} >= %s AND t.{event} < %s GROUP BY {bucket.group}",
         (day, day + dt.timedelta(days=1)),
     )
@@ -192,7 +232,7 @@ def legacy_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> Second
     second = _bucket(when, whole_seconds)
     return _grouped(
         conn,
-        f"SELECT {second.select} AS s, COUNT(*) FROM {q(spec.legacy_copy.source_table)} "
+        f"SELECT {second.select} AS c0, COUNT(*) AS c1 FROM {q(spec.legacy_copy.source_table)} "
         f"WHERE {when} >= %s AND {when} < %s GROUP BY {second.group}",
         day_window(day),
     )
@@ -210,16 +250,16 @@ def copied_second_counts(
     second = _bucket(when, whole_seconds)
     counts = _grouped(
         conn,
-        f"SELECT {second.select} AS s, COUNT(*) FROM {q(spec.mysql.target_table)}"
+        f"SELECT {second.select} AS c0, COUNT(*) AS c1 FROM {q(spec.mysql.target_table)}"
         f" WHERE {when} >= %s AND {when} < %s AND {q(key.column)} <= %s GROUP BY {second.group}",
         (*day_window(day), key.limit),
     )
     deleted = _grouped(  # only while the legacy row exists (a legacy delete ends it)
         conn,
-        f"SELECT {_SECOND.format(column='d.`event_time`')} AS s, COUNT(*) "
+        f"SELECT {_SECOND.format(column='d.`event_time`')} AS c0, COUNT(*) AS c1 "
         f"FROM {q(tombstones_table(spec))} d JOIN {q(spec.legacy_copy.source_table)} l "
         f"ON l.{q(key.column)} = d.`legacy_id` "
-        "WHERE d.`event_time` >= %s AND d.`event_time` < %s GROUP BY s",
+        "WHERE d.`event_time` >= %s AND d.`event_time` < %s GROUP BY c0",
         day_window(day),
     )
     for second, count in deleted.items():
@@ -249,38 +289,6 @@ def _row_hash(alias: str, columns: tuple[str, ...]) -> str:
 def checksum_columns(spec: MigrationSpec) -> tuple[str, ...]:
     """What a merge promises: the key and the merged (update) columns, per row."""
     return tuple(spec.mysql.key) + tuple(spec.mysql.update_columns)
-
-
-def merged_second_checksums(
-    conn: Any, spec: MigrationSpec, day: dt.date
-) -> tuple[SecondCounts, SecondCounts]:
-    """Per second, the sum of the staged puts' row hashes (what the target must hold) and
-    the sum of the target rows' hashes at those keys, in one pass over the staged puts. In
-    update_only mode only puts the target matched count (the count check reports the
-    unmatched ones)."""
-    second = _event_bucket(spec, "s.")
-    columns = checksum_columns(spec)
-    matched = f"t.{q(spec.mysql.key[0])} IS NOT NULL"  # key columns are NOT NULL in the target
-    staged = _row_hash("s", columns)
-    if spec.mysql.mode == "update_only":
-        staged = f"IF({matched}, {staged}, NULL)"
-    expected: SecondCounts = {}
-    observed: SecondCounts = {}
-    with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT {second.select} AS s2, SUM({staged}), "
-            f"SUM(IF({matched}, {_row_hash('t', columns)}, NULL)) "
-            f"FROM {q(spec.mysql.temp_table)} s "
-            f"LEFT JOIN {q(spec.mysql.target_table)} t ON {key_join(spec)} "
-            f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' GROUP BY {second.group}",
-            (day,),
-        )
-        for moment, staged_sum, target_sum in cur.fetchall():
-            if staged_sum is not None:
-                expected[int(moment)] = int(staged_sum)
-            if target_sum is not None:
-                observed[int(moment)] = int(target_sum)
-    return expected, observed
 
 
 def differing_keys(
