@@ -219,6 +219,25 @@ def test_upsert_merge_with_deletes_is_idempotent(mysql_db):
     assert (again.inserted, again.updated, again.deleted) == (0, 3, 0)
 
 
+def test_a_day_new_to_the_target_counts_every_put_as_inserted(mysql_db):
+    """No target row of the day and the event time in the key: nothing can match, so the
+    chunks skip counting matches; a row of the day in the target turns that off."""
+    spec = orders_spec()
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        ensure_tables(conn, spec)
+        cur.execute(  # the day before: not of DAY, so DAY is still new to the target
+            "INSERT INTO orders (customer_id, order_id, created_at, loyalty_tier)"
+            " VALUES (1, 1, '2024-02-29 23:59:59', 'yesterday')"
+        )
+        conn.commit()
+        load_day(conn, spec, DAY, _staged_day(spec))
+        fresh = merge_day(conn, spec, DAY, chunk_rows=2)
+        again = merge_day(conn, spec, DAY, chunk_rows=2)
+    assert (fresh.inserted, fresh.updated, fresh.deleted) == (3, 0, 0)
+    assert (again.inserted, again.updated) == (0, 3)
+    assert len(target_rows(mysql_db, spec)) == 4
+
+
 def test_update_only_keeps_unmatched_rows_and_nulls_deleted_columns(mysql_db):
     spec = orders_spec(mode="update_only", on_delete="null_columns")
     _existing(mysql_db, spec)

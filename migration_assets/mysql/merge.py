@@ -17,6 +17,7 @@ from typing import Any
 from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
+from .catalog import indexes
 from .ddl import CHANGE, DAY, SEQ, key_join, merges_table, unmatched_table
 from .legacy import LegacyKey, legacy_key, tombstones_table
 
@@ -51,6 +52,10 @@ class _Sql:
         put, delete = f"s.{q(CHANGE)} = 'put'", f"s.{q(CHANGE)} = 'delete'"
         selected = ", ".join(f"s.{q(n)}" for n in names)
         updates = spec.mysql.update_columns
+        event = q(spec.event_time_column.column)
+        self.day_has_rows = (
+            f"SELECT EXISTS(SELECT 1 FROM {target} WHERE {event} >= %s AND {event} < %s)"
+        )
         self.bounds = f"SELECT COUNT(*), COALESCE(MAX({q(SEQ)}), 0) FROM {temp} WHERE {q(DAY)} = %s"
         self.count_changes = (
             f"SELECT COALESCE(SUM({put}), 0), COALESCE(SUM({delete}), 0) FROM {temp} s "
@@ -81,7 +86,6 @@ class _Sql:
         self.forget_unmatched = f"DELETE FROM {q(unmatched_table(spec))} WHERE {q(DAY)} = %s"
         # a delete only touches a target row of its own day: an item moved to another day
         # keeps the row its put wrote there, whichever day merges first
-        event = q(spec.event_time_column.column)
         delete += f" AND t.{event} >= s.{q(DAY)} AND t.{event} < s.{q(DAY)} + INTERVAL 1 DAY"
         self.delete_rows = (
             f"DELETE t FROM {target} t JOIN {temp} s ON {join} WHERE {chunk} AND {delete}"
@@ -124,13 +128,14 @@ def merge_day(
     with conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         result.staged, last = (int(v) for v in _fetch(cur, sql.bounds, (day,)))
+        fresh = _fresh_day(conn, cur, sql, spec, day)
         if spec.mysql.mode == "update_only":
             cur.execute(sql.forget_unmatched, (day,))
             conn.commit()
         for low in range(1, last + 1, chunk_rows):
             chunk_started = time.perf_counter()
             params = (day, low, low + chunk_rows - 1)
-            _merge_chunk(cur, sql, spec, params, result)
+            _merge_chunk(cur, sql, spec, params, result, fresh)
             conn.commit()
             result.chunks += 1
             result.per_chunk.append(time.perf_counter() - chunk_started)
@@ -146,20 +151,33 @@ def merge_day(
     return result
 
 
+def _fresh_day(conn: Any, cur: Any, sql: _Sql, spec: MigrationSpec, day: dt.date) -> bool:
+    """Whether no staged put of the day can match a target row: the key holds the event
+    time (a matching row would be of the same day) and the target has no row of the day.
+    Then chunks do not count their matches first (a join per chunk: ~30% of a new day's
+    merge). Asked only where an index on the event time answers it at once."""
+    event = spec.event_time_column.column
+    if event not in spec.mysql.key:
+        return False
+    if not any(columns[0] == event for columns in indexes(conn, spec.mysql.target_table).values()):
+        return False
+    return not _scalar(cur, sql.day_has_rows, (day, day + dt.timedelta(days=1)))
+
+
 def _fetch(cur: Any, sql: str, params: tuple) -> tuple:
     cur.execute(sql, params)
     return cur.fetchone()
 
 
 def _merge_chunk(
-    cur: Any, sql: _Sql, spec: MigrationSpec, params: tuple, result: MergeResult
+    cur: Any, sql: _Sql, spec: MigrationSpec, params: tuple, result: MergeResult, fresh: bool
 ) -> None:
     """One chunk. An UPDATE reports the rows it matched (FOUND_ROWS is on for every
     connection); an upsert's affected rows cannot tell an insert from an unchanged match,
-    so matches are counted first."""
+    so matches are counted first, unless the day is `fresh` (none can match)."""
     puts, deletes = (int(v) for v in _fetch(cur, sql.count_changes, params))
     if puts and spec.mysql.mode == "upsert":
-        matched = _scalar(cur, sql.matched, params)
+        matched = 0 if fresh else _scalar(cur, sql.matched, params)
         cur.execute(sql.upsert, params)
         result.inserted += puts - matched
         result.updated += matched
