@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from migration_assets.dynamodb import decode
+from migration_assets.dynamodb import decode, shapes
 from migration_assets.dynamodb.decode import decode_full_file, decode_incremental_file
 from migration_assets.dynamodb.typed_json import to_json_text
 from migration_assets_tests.test_decode import BASE, make_spec
@@ -140,7 +140,7 @@ def test_a_malformed_nested_value_is_a_bad_record_naming_its_path(doc, reason):
 def test_too_many_distinct_keys_reads_the_plain_way_with_the_same_result(monkeypatch):
     docs = [{"M": {f"user{i}": {"N": str(i)}}} for i in range(300)]
     wide = decode_full_file(lines_of(docs), "f", make_spec()).rows
-    monkeypatch.setattr(decode, "_MAX_INFERRED_FIELDS", 50)
+    monkeypatch.setattr(shapes, "MAX_FIELDS", 50)
     calls: list[bool] = []
     real_read = decode._read
 
@@ -155,14 +155,36 @@ def test_too_many_distinct_keys_reads_the_plain_way_with_the_same_result(monkeyp
     assert plain.column("doc").to_pylist() == [expected(d) for d in docs]
 
 
-def test_incremental_images_write_maps_the_same_way():
-    spec = make_spec()
-    image = dict(BASE, doc={"M": {"b": {"L": [{"N": "1"}]}, "a": {"SS": ["x"]}}})
-    line = {
-        "Metadata": {"WriteTimestampMicros": {"N": "1704067200000000"}},
-        "Keys": {"pk": BASE["pk"], "sk": BASE["sk"]},
-        "NewImage": image,
-    }
-    data = gzip.compress(json.dumps(line).encode() + b"\n")
-    rows = decode_incremental_file(data, "i", spec).rows.column("doc").to_pylist()
-    assert rows == ['{"a":["x"],"b":[1]}']
+def change(number: int, new: dict | None, old: dict | None = None) -> bytes:
+    key = {"pk": {"N": str(number)}, "sk": BASE["sk"]}
+    line: dict = {"Metadata": {"WriteTimestampMicros": {"N": "1704067200000000"}}, "Keys": key}
+    for name, doc in (("NewImage", new), ("OldImage", old)):
+        if doc is not None:
+            line[name] = dict(BASE, **key, doc=doc)
+    return json.dumps(line, separators=(",", ":")).encode()
+
+
+def test_incremental_images_write_maps_column_wise_whatever_their_shapes(exact_rows):
+    """Puts carry NewImage, deletes OldImage: Arrow reads each with a type of its own."""
+    new = {"M": {"b": {"L": [{"N": "1"}]}, "a": {"SS": ["x"]}}}
+    old = {"M": {"gone": {"M": {"deep": {"BOOL": True}}}}}
+    lines = [change(1, new), change(2, None, old), change(3, {"L": []}, old)]
+    data = gzip.compress(b"\n".join(lines) + b"\n")
+    rows = decode_incremental_file(data, "i", make_spec()).rows.column("doc").to_pylist()
+    assert rows == ['{"a":["x"],"b":[1]}', '{"gone":{"deep":true}}', "[]"]
+    assert sum(exact_rows) == 0
+
+
+def test_images_read_into_clashing_types_are_read_again_plainly(exact_rows):
+    """A key first seen after the sample, date-like in NewImage and plain in OldImage."""
+    filler = [change(n, {"M": {"a": {"S": "plain"}}}) for n in range(1, 12_000)]
+    new = {"M": {"x": {"S": "2024-01-01"}}}
+    old = {"M": {"x": {"S": "hello"}}}
+    lines = [*filler, change(20_000, new, old), change(20_001, None, old)]
+    data = gzip.compress(b"\n".join(lines) + b"\n")
+    decoded = decode_incremental_file(data, "i", make_spec())
+    assert not decoded.rejects
+    docs = decoded.rows.column("doc").to_pylist()
+    assert docs[-2:] == ['{"x":"2024-01-01"}', '{"x":"hello"}']
+    assert docs[0] == '{"a":"plain"}' and len(docs) == len(lines)
+    assert sum(exact_rows) == len(lines)  # the plain read leaves every map to the exact path

@@ -27,7 +27,8 @@ from isal import isal_zlib
 
 from ..days import epoch_day
 from ..spec import Column, MigrationSpec
-from .convert import KEY_TYPES, TimeRules, attribute_struct, convert
+from . import shapes
+from .convert import TimeRules, attribute_struct, convert
 from .layout import corrupt_export
 from .typed_json import TypedValueError, check_typed_value, to_json_text
 
@@ -38,7 +39,6 @@ KEYS_ONLY = "_keys_only"  # incremental delete without an image (NEW_IMAGE view)
 PUT, DELETE = "put", "delete"
 _BLOCK_SIZE = 1 << 20  # measured: 1 MiB blocks parse fastest on 2 cores
 _SAMPLE_BYTES = 1 << 20  # the part of a file whose nested shapes fix the read schema
-_MAX_INFERRED_FIELDS = 2_000
 
 
 @dataclass(frozen=True)
@@ -158,55 +158,18 @@ def _read_with_maps(lines: _Lines, schema: pa.Schema) -> pa.Table | None:
     The shapes come from the file's first MiB, with every DynamoDB leaf pinned to its JSON
     type (Arrow would otherwise read a date-like `S` as a timestamp); keys first seen later
     are inferred, and a row whose value Arrow read another way takes the exact path. A sample
-    with more distinct keys than `_MAX_INFERRED_FIELDS` (maps keyed by data, not by name)
-    is not widened: a struct per key would cost rows x keys of memory.
+    with too many distinct keys (maps keyed by data, not by name) is not widened.
     """
     end = lines.text.find(b"\n", _SAMPLE_BYTES)
     sample = lines.text if end < 0 else lines.text[: end + 1]
     try:
-        inferred = _read(sample, schema, "infer").schema
-        widened = pa.schema(
-            [pa.field(f.name, _attributes_shape(f.type) or f.type) for f in inferred]
-        )
-        if _field_count(widened) > _MAX_INFERRED_FIELDS:
+        widened = shapes.pinned(_read(sample, schema, "infer").schema)
+        if widened is None:
             return None
         table = _read(lines.text, widened, "infer")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a bad line or shapes that clash
         return None
     return table if table.num_rows == lines.count else None
-
-
-def _attributes_shape(struct: pa.DataType) -> pa.DataType | None:
-    """An item or map: a struct of attribute name -> typed value shape."""
-    if not pa.types.is_struct(struct):
-        return None
-    fields = [(f.name, _typed_shape(f.type)) for f in struct]
-    return pa.struct([pa.field(name, shape) for name, shape in fields if shape is not None])
-
-
-def _typed_shape(struct: pa.DataType) -> pa.DataType | None:
-    """A typed value (`{"S": ...}`): each type key pinned to its JSON type; type keys whose
-    shape the sample does not fix (an empty list, an unknown key) are left to inference."""
-    if not pa.types.is_struct(struct):
-        return None
-    fields = []
-    for key in struct:
-        shape: pa.DataType | None = KEY_TYPES.get(key.name)
-        if key.name == "M":
-            shape = _attributes_shape(key.type)
-        elif key.name == "L" and pa.types.is_list(key.type):
-            item = _typed_shape(key.type.value_type)
-            shape = pa.list_(item) if item is not None else None
-        if shape is not None:
-            fields.append(pa.field(key.name, shape))
-    return pa.struct(fields)
-
-
-def _field_count(schema: pa.Schema | pa.DataType) -> int:
-    """Fields at every depth: what a widened read costs per row."""
-    if isinstance(schema, pa.Schema):
-        return sum(1 + _field_count(f.type) for f in schema)
-    return sum(1 + _field_count(schema.field(i).type) for i in range(schema.num_fields))
 
 
 def _parse(
@@ -436,10 +399,14 @@ def decode_incremental_file(data: bytes, key: str, spec: MigrationSpec) -> Decod
             if name in record:
                 _check_image(record[name], name, spec)
 
-    table, line_numbers, rejects = _parse(lines, schema, screen)
-    keys = table.column("Keys").combine_chunks()
-    new = table.column("NewImage").combine_chunks()
-    old = table.column("OldImage").combine_chunks()
+    with_maps = any(c.type.kind == "json" for c in spec.columns)
+    table, line_numbers, rejects = _parse(lines, schema, screen, with_maps)
+    images = _images(table)
+    if images is None:  # the images' maps were read into clashing types: read it plainly
+        table, line_numbers, rejects = _parse(lines, schema, screen)
+        images = _images(table)
+        assert images is not None  # the plain read gives every image the same type
+    keys, new, old = images
     is_put = new.is_valid()
     has_old = old.is_valid()
     keys_only = pc.and_(pc.invert(is_put), pc.invert(has_old))
@@ -476,6 +443,18 @@ def decode_incremental_file(data: bytes, key: str, spec: MigrationSpec) -> Decod
     decoded = DecodedFile(key, _with_spec_types(good, spec), rejects + bad, lines.count)
     decoded.key_attributes = key_attributes
     return decoded
+
+
+def _images(table: pa.Table) -> tuple[pa.StructArray, ...] | None:
+    """`Keys`, `NewImage` and `OldImage` conformed to one type (each was read with its own),
+    or None when they cannot be."""
+    arrays = [table.column(name).combine_chunks() for name in ("Keys", "NewImage", "OldImage")]
+    shape: pa.DataType | None = arrays[0].type
+    for array in arrays[1:]:
+        shape = shapes.common_type(shape, array.type) if shape is not None else None
+    if shape is None:
+        return None
+    return tuple(shapes.conform(array, shape) for array in arrays)
 
 
 def _incremental_image(record: dict[str, Any]) -> dict[str, Any]:
