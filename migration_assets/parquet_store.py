@@ -224,8 +224,11 @@ def read_rejects(s3: Any, spec: MigrationSpec, manifest: PartitionManifest) -> l
     return [json.loads(line) for line in body.splitlines()]
 
 
-def read_partition(s3: Any, spec: MigrationSpec, day: dt.date) -> pa.Table:
-    """The committed rows of a day (exactly the files its manifest names)."""
+def read_partition(
+    s3: Any, spec: MigrationSpec, day: dt.date, columns: list[str] | None = None
+) -> pa.Table:
+    """The committed rows of a day (exactly the files its manifest names); only `columns`
+    decoded, when given (a check that counts rows needs two of them)."""
     manifest = read_manifest(s3, spec, day)
     if manifest is None:
         raise FileNotFoundError(
@@ -240,6 +243,8 @@ def read_partition(s3: Any, spec: MigrationSpec, day: dt.date) -> pa.Table:
                 f"s3://{spec.s3.bucket}/{entry['key']} is missing or differs from "
                 f"{manifest_key(spec, day)}"
             )
-        tables.append(pq.read_table(io.BytesIO(data)))
+        tables.append(pq.read_table(io.BytesIO(data), columns=columns))
     schema = partition_schema(spec)  # Parquet stores DATETIME(0) as ms: cast back, exactly
+    if columns is not None:
+        schema = pa.schema([schema.field(name) for name in columns])
     return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
