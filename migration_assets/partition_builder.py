@@ -14,10 +14,11 @@ import datetime as dt
 import functools
 import json
 import tempfile
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -123,18 +124,28 @@ def _decoded_files(
 ) -> Iterator[tuple[DataFile, DecodedFile, int]]:
     """Each data file fetched, verified and decoded, in manifest order.
 
-    The next file downloads while this one decodes (decoding already uses every core:
-    measured, decoding two files at once was slower). Memory: two files at most.
+    Two files are fetched and decoded at once (Arrow's kernels release the GIL: measured
+    1.25x faster than one at a time on 2 cores now that json maps are decoded column-wise).
+    The next one starts when the consumer is done with the current one: memory is two
+    decoded files at most, besides the one being consumed.
     """
     bucket = manifest.source_bucket
-    files = list(manifest.files)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-prefetch") as pool:
-        pending: Future[bytes] | None = None
-        for index, data_file in enumerate(files):
-            data = (pending or pool.submit(fetch_data_file, s3, bucket, data_file)).result()
-            following = files[index + 1] if index + 1 < len(files) else None
-            pending = pool.submit(fetch_data_file, s3, bucket, following) if following else None
-            decoded = decode(data, data_file.key, spec)
+
+    def fetch_and_decode(data_file: DataFile) -> tuple[DecodedFile, int]:
+        data = fetch_data_file(s3, bucket, data_file)
+        return decode(data, data_file.key, spec), len(data)
+
+    files = iter(manifest.files)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
+        window = deque(
+            (data_file, pool.submit(fetch_and_decode, data_file)) for data_file in islice(files, 1)
+        )
+        while window:
+            data_file, future = window.popleft()
+            following = next(files, None)
+            if following is not None:
+                window.append((following, pool.submit(fetch_and_decode, following)))
+            decoded, size = future.result()
             if decoded.lines != data_file.item_count:
                 raise corrupt_export(
                     data_file.key,
@@ -142,7 +153,8 @@ def _decoded_files(
                     f"{data_file.item_count}",
                     field="itemCount",
                 )
-            yield data_file, decoded, len(data)
+            yield data_file, decoded, size
+            del decoded  # not kept alive while the next two decode
 
 
 class _DaySpill:
