@@ -188,3 +188,21 @@ def test_images_read_into_clashing_types_are_read_again_plainly(exact_rows):
     assert docs[-2:] == ['{"x":"2024-01-01"}', '{"x":"hello"}']
     assert docs[0] == '{"a":"plain"}' and len(docs) == len(lines)
     assert sum(exact_rows) == len(lines)  # the plain read leaves every map to the exact path
+
+
+def test_a_json_null_where_a_typed_value_belongs_is_a_bad_record_not_a_missing_value():
+    """Arrow reads `null` as absent; exports never write one, so it is refused, named."""
+    good = {"Item": dict(BASE, doc={"M": {"k": {"S": "a:null, [null"}}})}  # only text
+    in_map = {"Item": dict(BASE, pk={"N": "2"}, doc={"M": {"k": None, "j": {"N": "1"}}})}
+    in_scalar = {"Item": dict(BASE, pk={"N": "3"}, amount=None)}
+    unmapped = {"Item": dict(BASE, pk={"N": "4"}, extra=None)}  # not in the spec: ignored
+    data = gzip.compress(
+        b"\n".join(json.dumps(r).encode() for r in (good, in_map, in_scalar, unmapped)) + b"\n"
+    )
+    decoded = decode_full_file(data, "f", make_spec())
+    assert decoded.rows.column("pk").to_pylist() == [1, 4]
+    assert decoded.rows.column("doc").to_pylist()[0] == '{"k":"a:null, [null"}'
+    reasons = {r.line: r.reason for r in decoded.rejects}
+    assert set(reasons) == {2, 3}
+    assert "Item.doc.M.k: expected one typed value" in reasons[2]
+    assert "Item.amount: expected one typed value" in reasons[3]
