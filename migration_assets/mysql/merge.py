@@ -159,9 +159,22 @@ def _fresh_day(conn: Any, cur: Any, sql: _Sql, spec: MigrationSpec, day: dt.date
     event = spec.event_time_column.column
     if event not in spec.mysql.key:
         return False
-    if not any(columns[0] == event for columns in indexes(conn, spec.mysql.target_table).values()):
+    if not _indexed_by(conn, spec.mysql.target_table, event):
         return False
     return not _scalar(cur, sql.day_has_rows, (day, day + dt.timedelta(days=1)))
+
+
+_INDEXED: dict[tuple[Any, str, str], bool] = {}
+
+
+def _indexed_by(conn: Any, table: str, column: str) -> bool:
+    """Whether an index of `table` starts with `column`; asked once per process and table
+    (a run merges up to 30 days, and information_schema queries from concurrent runs are
+    what MariaDB 10.11 was seen crashing in, see `prepare_tables`)."""
+    key = (getattr(conn, "db", None), table, column)
+    if key not in _INDEXED:
+        _INDEXED[key] = any(cols[0] == column for cols in indexes(conn, table).values())
+    return _INDEXED[key]
 
 
 def _fetch(cur: Any, sql: str, params: tuple) -> tuple:
