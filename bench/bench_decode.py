@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gzip
-import statistics
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,20 +24,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_parquet import median_time  # the same median-of-repeats timing
+
 from migration_assets.devstack import synthetic
 from migration_assets.devstack.export_writer import encode_full_line
 from migration_assets.dynamodb import shapes
 from migration_assets.dynamodb.decode import decode_full_file
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
-
-
-def median_seconds(function, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -58,19 +49,19 @@ def main() -> int:
         assert decoded.rows.num_rows == args.lines and not decoded.rejects
 
     decode()  # warm up (imports, first Arrow calls)
-    column_wise = median_seconds(decode, args.repeat)
+    column_wise = median_time(decode, args.repeat)
     limit, shapes.MAX_FIELDS = shapes.MAX_FIELDS, 0  # every file read plainly: maps per value
     try:
-        per_value = median_seconds(decode, args.repeat)
+        per_value = median_time(decode, args.repeat)
     finally:
         shapes.MAX_FIELDS = limit
-    one_by_one = median_seconds(lambda: [decode() for _ in range(4)], args.repeat)
+    one_by_one = median_time(lambda: [decode() for _ in range(4)], args.repeat)
 
     def two_at_a_time() -> None:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda _: decode(), range(4)))
 
-    two_threads = median_seconds(two_at_a_time, args.repeat)
+    two_threads = median_time(two_at_a_time, args.repeat)
     print(f"{args.lines:,} lines of the example spec, median of {args.repeat}:")
     print(f"  column-wise maps: {column_wise:.2f} s ({args.lines / column_wise:,.0f} lines/s)")
     print(f"  per-value maps:   {per_value:.2f} s ({per_value / column_wise:.1f}x slower)")
