@@ -271,7 +271,13 @@ def build_checks(
 
         def run(day: str) -> dict[str, Validation]:
             with mysql.connect() as conn:
-                facts = merged_day(conn, spec, parse_day(day))
+                facts = merged_day(
+                    conn,
+                    spec,
+                    parse_day(day),
+                    connect=mysql.connect,
+                    connections=mysql.connections_per_step,
+                )
                 observed = merged_second_counts(conn, spec, parse_day(day), facts)
                 counts = second_count_parity(
                     facts.staged, observed, "staging -> target", deferred=True

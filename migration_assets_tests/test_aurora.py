@@ -200,11 +200,17 @@ def _existing(mysql_db, spec):
         load_day(conn, spec, DAY, _staged_day(spec))
 
 
-def test_upsert_merge_with_deletes_is_idempotent(mysql_db):
+def _on(mysql_db, connections):
+    """merge_day's / merged_day's arguments for `connections` connections at once."""
+    return {"connect": lambda: connection(mysql_db), "connections": connections}
+
+
+@pytest.mark.parametrize("connections", [1, 2, 3])
+def test_upsert_merge_with_deletes_is_idempotent(mysql_db, connections):
     spec = orders_spec()  # upsert, delete_row
     _existing(mysql_db, spec)
     with connection(mysql_db) as conn:
-        result = merge_day(conn, spec, DAY, chunk_rows=2)
+        result = merge_day(conn, spec, DAY, chunk_rows=2, **_on(mysql_db, connections))
     assert (result.inserted, result.updated, result.deleted, result.chunks) == (2, 1, 1, 3)
     rows = target_rows(mysql_db, spec)
     assert [(r[0], r[1], r[3], r[4]) for r in rows] == [
@@ -238,12 +244,13 @@ def test_a_day_new_to_the_target_counts_every_put_as_inserted(mysql_db):
     assert len(target_rows(mysql_db, spec)) == 4
 
 
-def test_update_only_keeps_unmatched_rows_and_nulls_deleted_columns(mysql_db):
+@pytest.mark.parametrize("connections", [1, 2])
+def test_update_only_keeps_unmatched_rows_and_nulls_deleted_columns(mysql_db, connections):
     spec = orders_spec(mode="update_only", on_delete="null_columns")
     _existing(mysql_db, spec)
     with connection(mysql_db) as conn:
-        result = merge_day(conn, spec, DAY, chunk_rows=10)
-        again = merge_day(conn, spec, DAY, chunk_rows=10)
+        result = merge_day(conn, spec, DAY, chunk_rows=1, **_on(mysql_db, connections))
+        again = merge_day(conn, spec, DAY, chunk_rows=1, **_on(mysql_db, connections))
     assert (result.inserted, result.updated, result.unmatched, result.deleted) == (0, 1, 2, 1)
     assert again.unmatched == 2  # recorded once per day, not once per run
     rows = {(r[0], r[1]): r[4] for r in target_rows(mysql_db, spec)}
@@ -668,9 +675,11 @@ def test_a_delete_never_removes_a_row_of_another_day(mysql_db):
     assert fetch(mysql_db, "SELECT loyalty_tier FROM orders") == (("moved",),)
 
 
-def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db):
+@pytest.mark.parametrize("connections", [1, 2, 3])
+def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db, connections):
     """Before the merge: (1,1) matches with another tier, (2,1) is a delete whose row is still
-    there, (8,8) no staged row has; (1,2) and (4,4) are not in the target yet."""
+    there, (8,8) no staged row has; (1,2) and (4,4) are not in the target yet. On several
+    connections the join is cut into `_seq` ranges: the same facts."""
     from migration_assets.quality.counts import (
         merged_day,
         merged_second_counts,
@@ -682,10 +691,12 @@ def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db):
     start = int(dt.datetime.combine(DAY, dt.time(), UTC).timestamp())
     with connection(mysql_db) as conn:
         staged = staged_second_counts(conn, spec, DAY)
-        before = merged_second_counts(conn, spec, DAY, merged_day(conn, spec, DAY))
+        on = _on(mysql_db, connections)
+        before = merged_second_counts(conn, spec, DAY, merged_day(conn, spec, DAY, **on))
         merge_day(conn, spec, DAY)
-        facts = merged_day(conn, spec, DAY)
+        facts = merged_day(conn, spec, DAY, **on)
         after = merged_second_counts(conn, spec, DAY, facts)
+        assert facts == merged_day(conn, spec, DAY)  # one connection, one range
     assert facts.staged == staged  # the one pass also counts the staged puts
     assert before == {start + 30: 1, start + 50: 1}  # the deleted row, the unstaged row
     assert after == {**staged, start + 50: staged[start + 50] + 1}  # (8,8) is still extra

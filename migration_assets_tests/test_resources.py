@@ -14,7 +14,13 @@ from migration_assets.mysql.connection import (
     connection,
     parse_mysql_url,
 )
-from migration_assets.resources import DynamoDBResource, MySQLResource, default_resources
+from migration_assets.resources import (
+    DynamoDBResource,
+    MySQLResource,
+    SharedS3Resource,
+    connections_from_env,
+    default_resources,
+)
 
 
 def test_s3_resource_honours_aws_endpoint_url(stack, bucket, monkeypatch):
@@ -23,6 +29,26 @@ def test_s3_resource_honours_aws_endpoint_url(stack, bucket, monkeypatch):
     client.put_object(Bucket=bucket, Key="probe.txt", Body=b"hello")
     assert client.get_object(Bucket=bucket, Key="probe.txt")["Body"].read() == b"hello"
     assert client.meta.endpoint_url == stack.aws_endpoint_url
+
+
+def test_shared_s3_resource_builds_one_client_per_process_and_settings(stack, bucket, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.aws_endpoint_url)
+    first = SharedS3Resource(max_attempts=3).get_client()
+    assert SharedS3Resource(max_attempts=3).get_client() is first  # same settings: reused
+    assert SharedS3Resource(max_attempts=4).get_client() is not first
+    first.put_object(Bucket=bucket, Key="probe.txt", Body=b"shared")
+    assert first.get_object(Bucket=bucket, Key="probe.txt")["Body"].read() == b"shared"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the environment changed
+    moved = SharedS3Resource(max_attempts=3).get_client()
+    assert moved is not first and moved.meta.endpoint_url == "http://127.0.0.1:9"
+
+
+def test_mysql_connections_per_step_come_from_the_environment():
+    assert connections_from_env({}) == 2
+    assert connections_from_env({"MIGRATION_MYSQL_CONNECTIONS_PER_STEP": "1"}) == 1
+    for bad in ("0", "17", "two", "-1", ""):
+        with pytest.raises(ValueError, match="MIGRATION_MYSQL_CONNECTIONS_PER_STEP"):
+            connections_from_env({"MIGRATION_MYSQL_CONNECTIONS_PER_STEP": bad})
 
 
 def test_dynamodb_resource_reaches_moto_with_explicit_retries(stack, monkeypatch):
@@ -110,6 +136,7 @@ def test_mysql_url_parsing_and_redaction():
 def test_default_resources_read_the_environment_at_run_time(mysql_db, monkeypatch):
     resources = default_resources()
     assert set(resources) == {"s3", "dynamodb", "mysql"}
+    assert isinstance(resources["s3"], SharedS3Resource)
     assert isinstance(resources["mysql"].url, dg.EnvVar)  # never a literal in config or the UI
     monkeypatch.setenv("MIGRATION_MYSQL_URL", mysql_db.url)
     with (

@@ -142,7 +142,14 @@ def build_aurora_assets(
 
             def merge(day=day):
                 with mysql.connect() as conn:
-                    return merge_day(conn, spec, day, chunk_rows=config.chunk_rows)
+                    return merge_day(
+                        conn,
+                        spec,
+                        day,
+                        chunk_rows=config.chunk_rows,
+                        connect=mysql.connect,
+                        connections=mysql.connections_per_step,
+                    )
 
             try:
                 merged = with_retries(merge, log=context.log.warning)

@@ -1,7 +1,8 @@
 """Merge one staged day into the live target by the composite key, in bounded chunks.
 
 Each chunk is a `_seq` range of the day (at most `chunk_rows` staged rows) and its own
-short transaction, so no statement holds locks on the live table for long. Every statement
+short transaction, so no statement holds locks on the live table for long; chunks are
+independent, so they can run on several connections at once (`mysql/parallel.py`). Every statement
 is idempotent (an upsert of the same values, an update to the same values, a delete of an
 absent row), so a merge interrupted at any chunk is finished by running it again.
 """
@@ -9,6 +10,7 @@ absent row), so a merge interrupted at any chunk is finished by running it again
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from ..spec import MigrationSpec
 from .catalog import indexes
 from .ddl import CHANGE, DAY, SEQ, key_join, merges_table, unmatched_table
 from .legacy import LegacyKey, legacy_key, tombstones_table
+from .parallel import Connect, run_on_connections
 
 DEFAULT_CHUNK_ROWS = 100_000  # ~1 s per chunk here; 0.84x a whole-day statement (bench)
 
@@ -38,6 +41,15 @@ class MergeResult:
     mode: str = ""
     on_delete: str = ""
     per_chunk: list[float] = field(default_factory=list)
+
+    def add(self, part: MergeResult) -> None:
+        """Count a chunk's outcome (`part`) in the day's."""
+        self.inserted += part.inserted
+        self.updated += part.updated
+        self.deleted += part.deleted
+        self.deletes_ignored += part.deletes_ignored
+        self.unmatched += part.unmatched
+        self.per_chunk.extend(part.per_chunk)
 
 
 class _Sql:
@@ -118,37 +130,64 @@ def merge_day(
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     after_chunk: Callable[[int], None] | None = None,
+    connect: Connect | None = None,
+    connections: int = 1,
 ) -> MergeResult:
-    """Merge the staged rows of `day` into the target (mode and on_delete from the spec)."""
+    """Merge the staged rows of `day` into the target (mode and on_delete from the spec);
+    chunks run on up to `connections` connections at once (`conn` and more from `connect`)."""
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
     sql = _Sql(spec, legacy_key(conn, spec) if spec.legacy_copy else None)
     result = MergeResult(day, mode=spec.mysql.mode, on_delete=spec.mysql.on_delete)
     started = time.perf_counter()
     with conn.cursor() as cur:
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        _read_committed(conn)
         result.staged, last = (int(v) for v in _fetch(cur, sql.bounds, (day,)))
         fresh = _fresh_day(conn, cur, sql, spec, day)
         if spec.mysql.mode == "update_only":
             cur.execute(sql.forget_unmatched, (day,))
             conn.commit()
-        for low in range(1, last + 1, chunk_rows):
+    done = threading.Lock()
+
+    def chunk(low: int) -> Callable[[Any], MergeResult]:
+        def merge(on: Any) -> MergeResult:
             chunk_started = time.perf_counter()
-            params = (day, low, low + chunk_rows - 1)
-            _merge_chunk(cur, sql, spec, params, result, fresh)
-            conn.commit()
-            result.chunks += 1
-            result.per_chunk.append(time.perf_counter() - chunk_started)
-            if after_chunk:
-                after_chunk(result.chunks)
+            part = MergeResult(day)
+            with on.cursor() as cur:
+                _merge_chunk(cur, sql, spec, (day, low, low + chunk_rows - 1), part, fresh)
+            on.commit()
+            part.per_chunk.append(time.perf_counter() - chunk_started)
+            with done:
+                result.chunks += 1
+                if after_chunk:
+                    after_chunk(result.chunks)
+            return part
+
+        return merge
+
+    parts = run_on_connections(
+        conn,
+        [chunk(low) for low in range(1, last + 1, chunk_rows)],
+        connect=connect,
+        connections=connections,
+        setup=_read_committed,
+    )
+    for part in parts:
+        result.add(part)
+    with conn.cursor() as cur:
         cur.execute(
             f"REPLACE INTO {q(merges_table(spec))} ({q(DAY)}, `merged_at`, `staged_rows`)"
             " VALUES (%s, UTC_TIMESTAMP(), %s)",
             (day, result.staged),
         )
-        conn.commit()
+    conn.commit()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _read_committed(conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
 def _fresh_day(conn: Any, cur: Any, sql: _Sql, spec: MigrationSpec, day: dt.date) -> bool:

@@ -8,6 +8,7 @@ floored like the partitions' seconds).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,9 @@ from ..days import day_seconds
 from ..dynamodb.changes import CHANGE, epoch_seconds
 from ..identifiers import quote_identifier as q
 from ..mysql.catalog import table_columns
-from ..mysql.ddl import DAY, key_join, unmatched_table
+from ..mysql.ddl import DAY, SEQ, key_join, unmatched_table
 from ..mysql.legacy import LegacyKey, day_window, tombstones_table
+from ..mysql.parallel import Connect, run_on_connections
 from ..spec import MigrationSpec
 
 SecondCounts = dict[int, int]  # epoch second -> rows
@@ -126,12 +128,46 @@ class MergedDay:
     found_in_day: SecondCounts  # per target second within the day: rows a staged put found
     staged_checksums: SecondCounts  # sum of the staged puts' row hashes (what must be there)
     target_checksums: SecondCounts  # sum of the row hashes of the target rows at those keys
+    target_in_day: SecondCounts | None = None  # all target rows of the day, when `exclusive`
 
 
-def merged_day(conn: Any, spec: MigrationSpec, day: dt.date) -> MergedDay:
+def exclusive(spec: MigrationSpec) -> bool:
+    """Whether every target row of a day must come from that day's staged puts: upsert +
+    delete_row and no `legacy_copy` (other modes keep other rows on purpose; with
+    `legacy_copy` the target also holds the legacy rows, which `bigint_table_copy`'s own
+    parity covers)."""
+    return (
+        spec.legacy_copy is None
+        and spec.mysql.mode == "upsert"
+        and spec.mysql.on_delete == "delete_row"
+    )
+
+
+def _seq_ranges(conn: Any, spec: MigrationSpec, day: dt.date, parts: int) -> list[tuple]:
+    """The day's staged `_seq` values cut into `parts` ranges of equal length."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT COALESCE(MAX({q(SEQ)}), 0) FROM {q(spec.mysql.temp_table)} "
+            f"WHERE {q(DAY)} = %s",
+            (day,),
+        )
+        last = int(cur.fetchone()[0])
+    step = max(1, -(-last // parts))
+    return [(low, low + step - 1) for low in range(1, last + 1, step)] or [(1, 0)]
+
+
+def merged_day(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    *,
+    connect: Connect | None = None,
+    connections: int = 1,
+) -> MergedDay:
     """The day's staged puts against the target, in one LEFT JOIN grouped by (staged second,
-    target second). In update_only mode only the puts the target matched count towards the
-    checksums (the count check reports the unmatched ones)."""
+    target second), cut into `_seq` ranges that run on up to `connections` connections at
+    once (`conn` and more from `connect`). In update_only mode only the puts the target
+    matched count towards the checksums (the count check reports the unmatched ones)."""
     staged, target = _event_bucket(spec, "s."), _event_bucket(spec, "t.")
     matched = f"t.{q(spec.mysql.key[0])} IS NOT NULL"  # key columns are NOT NULL in the target
     same = " AND ".join(f"t.{q(u)} <=> s.{q(u)}" for u in spec.mysql.update_columns) or "TRUE"
@@ -140,17 +176,22 @@ def merged_day(conn: Any, spec: MigrationSpec, day: dt.date) -> MergedDay:
     if spec.mysql.mode == "update_only":
         staged_hash = f"IF({matched}, {staged_hash}, NULL)"
     target_hash = f"IF({matched}, {_row_hash('t', columns)}, NULL)"
-    rows = _grouped_rows(
-        conn,
+    join = (
         f"SELECT {staged.select} AS c0, {target.select} AS c1, COUNT(*) AS c2, "
         f"SUM({matched} AND {same}) AS c3, SUM({matched}) AS c4, SUM({staged_hash}) AS c5, "
         f"SUM({target_hash}) AS c6 FROM {q(spec.mysql.temp_table)} s "
         f"LEFT JOIN {q(spec.mysql.target_table)} t ON {key_join(spec)} "
-        f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' "
-        f"GROUP BY {staged.group}, {target.group}",
-        (day,),
-        7,
+        f"WHERE s.{q(DAY)} = %s AND s.{q(SEQ)} BETWEEN %s AND %s AND s.{q(CHANGE)} = 'put' "
+        f"GROUP BY {staged.group}, {target.group}"
     )
+    ranges = _seq_ranges(conn, spec, day, connections)
+    tasks: list[Callable[[Any], Any]] = [
+        lambda on, r=r: _grouped_rows(on, join, (day, *r), 7) for r in ranges
+    ]
+    if exclusive(spec):
+        tasks.append(lambda on: _target_day_counts(on, spec, day))
+    results = run_on_connections(conn, tasks, connect=connect, connections=connections)
+    rows = np.vstack(results[: len(ranges)])
     second, target_second, found = rows[:, 0], rows[:, 1], rows[:, 4]
     seconds = day_seconds(day)
     in_day = (found > 0) & (target_second >= seconds.start) & (target_second < seconds.stop)
@@ -160,6 +201,7 @@ def merged_day(conn: Any, spec: MigrationSpec, day: dt.date) -> MergedDay:
         found_in_day=_sum_by(target_second[in_day], found[in_day]),
         staged_checksums=_sum_by(second, rows[:, 5]),
         target_checksums=_sum_by(second, rows[:, 6]),
+        target_in_day=results[len(ranges)] if exclusive(spec) else None,
     )
 
 
@@ -177,21 +219,14 @@ def merged_second_counts(
 ) -> SecondCounts:
     """Staged puts of the day that the target holds with the merged values, per second.
 
-    With upsert + delete_row and no `legacy_copy`, the target's rows of the day come only
-    from the staged puts, so any other target row of the day (one added, or a deleted row
-    still present) is counted too and breaks parity; other modes keep such rows on purpose.
-    With `legacy_copy` the target also holds the legacy rows, which `bigint_table_copy`'s
-    own parity covers. In `update_only` mode the rows kept in the
-    unmatched table count as accounted for: they are reported, not lost.
+    When the target's rows of the day come only from the staged puts (`exclusive`), any
+    other target row of the day (one added, or a deleted row still present) is counted too
+    and breaks parity. In `update_only` mode the rows kept in the unmatched table count as
+    accounted for: they are reported, not lost.
     """
     counts = dict(facts.merged)
-    exclusive = (
-        spec.legacy_copy is None
-        and spec.mysql.mode == "upsert"
-        and spec.mysql.on_delete == "delete_row"
-    )
-    if exclusive:  # then every target row of the day must come from the staged puts
-        for key, value in _unstaged_target_rows(conn, spec, day, facts.found_in_day).items():
+    if facts.target_in_day is not None:  # then every target row of the day must be staged
+        for key, value in _unstaged(facts.target_in_day, facts.found_in_day).items():
             counts[key] = counts.get(key, 0) + value  # a row added, or a deleted row still there
     if spec.mysql.mode == "update_only":
         unmatched = _grouped(
@@ -205,24 +240,26 @@ def merged_second_counts(
     return counts
 
 
-def _unstaged_target_rows(
-    conn: Any, spec: MigrationSpec, day: dt.date, matched_in_day: SecondCounts
-) -> SecondCounts:
-    """Target rows of the day whose key no staged put of the day has, per second.
-
-    Counted as all target rows of the day (a range of the time index) minus those a staged
-    put found by the target's key (`matched_in_day`). The direct anti-join probes the
-    staging table by key, which it has no index for (an index there slows the load 2.5x):
-    quadratic, 87 s for a 20,000-row day. Staged puts of a day have distinct keys (the
-    partition keeps one row per key), so each target row is matched at most once."""
+def _target_day_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
+    """All target rows of the day per second (a range of the time index)."""
     event = q(spec.event_time_column.column)
     bucket = _event_bucket(spec, "t.")
-    in_day = _grouped(
+    return _grouped(
         conn,
         f"SELECT {bucket.select} AS c0, COUNT(*) AS c1 FROM {q(spec.mysql.target_table)} t "
         f"WHERE t.{event} >= %s AND t.{event} < %s GROUP BY {bucket.group}",
         (day, day + dt.timedelta(days=1)),
     )
+
+
+def _unstaged(in_day: SecondCounts, matched_in_day: SecondCounts) -> SecondCounts:
+    """Target rows of the day whose key no staged put of the day has, per second.
+
+    Counted as all target rows of the day minus those a staged put found by the target's
+    key (`matched_in_day`). The direct anti-join probes the staging table by key, which it
+    has no index for (an index there slows the load 2.5x): quadratic, 87 s for a 20,000-row
+    day. Staged puts of a day have distinct keys (the partition keeps one row per key), so
+    each target row is matched at most once."""
     extras = {second: rows - matched_in_day.get(second, 0) for second, rows in in_day.items()}
     return {second: rows for second, rows in extras.items() if rows}
 
