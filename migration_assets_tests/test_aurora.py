@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -503,6 +504,42 @@ def test_a_failed_load_statement_does_not_hang_the_pipe_writer(mysql_db):
             cur.execute("ALTER TABLE orders_stage DROP COLUMN attrs")
         with pytest.raises(Exception, match="attrs"):
             load_day(conn, spec, DAY, day_table(spec, [row(1, 1)]), "local_infile")
+
+
+def test_signals_hitting_the_pipe_writer_lose_no_byte(mysql_db):
+    """A signal interrupting the writer's pipe write leaves a short write, which the writer
+    must finish: before, a day loaded under a sampling profiler lost text mid-line."""
+    import signal
+    import time
+
+    from migration_assets.mysql.load import FEED_THREAD
+
+    spec = orders_spec()
+    rows = [row(n, n, n % 86_400, attrs=json.dumps({"n": "x" * (n % 300)})) for n in range(60_000)]
+    stop = threading.Event()
+
+    def poke_the_writer():
+        while not stop.is_set():
+            for thread in threading.enumerate():
+                if thread.name == FEED_THREAD and thread.ident:
+                    with contextlib.suppress(ProcessLookupError):
+                        signal.pthread_kill(thread.ident, signal.SIGUSR1)
+            time.sleep(0.0005)
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    poker = threading.Thread(target=poke_the_writer, daemon=True)
+    poker.start()
+    try:
+        with connection(mysql_db) as conn:
+            ensure_tables(conn, spec)
+            loaded = load_day(conn, spec, DAY, day_table(spec, rows), "local_infile")
+    finally:
+        stop.set()
+        poker.join()
+        signal.signal(signal.SIGUSR1, previous)
+    assert loaded.rows == 60_000
+    stored = fetch(mysql_db, "SELECT SUM(LENGTH(attrs)), COUNT(*) FROM orders_stage")
+    assert stored[0] == (sum(len(r["attrs"]) for r in rows), 60_000)
 
 
 def test_clean_staging_job_drops_only_old_days(mysql_db):
