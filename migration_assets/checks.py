@@ -9,6 +9,7 @@ partitioned, so each can also be executed alone for one day to re-verify it.
 import datetime as dt
 import functools
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -227,9 +228,17 @@ def build_checks(
         client = s3.get_client()
 
         def run(day: str) -> Validation:
-            expected = parquet_second_counts(counted(client, day), spec)
-            with mysql.connect() as conn:
-                observed = staged_second_counts(conn, spec, parse_day(day))
+            with ThreadPoolExecutor(1) as parquet:  # S3 and Arrow while MySQL counts
+                counting = parquet.submit(lambda: parquet_second_counts(counted(client, day), spec))
+                with mysql.connect() as conn:
+                    observed = staged_second_counts(
+                        conn,
+                        spec,
+                        parse_day(day),
+                        connect=mysql.connect,
+                        connections=mysql.connections_per_step,
+                    )
+                expected = counting.result()
             return second_count_parity(
                 expected, observed, "parquet_partitions -> staging", deferred=True
             )

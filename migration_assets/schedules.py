@@ -78,9 +78,7 @@ def build_live_schedule(spec: MigrationSpec, assets: list[dg.AssetKey]) -> dg.Sc
                 coverages[day] = cover_day(day, exports)
             except NoCoveringExportError:
                 coverages[day] = None
-        plans = plan_live_runs(
-            days, coverages, request_exports=spec.dynamodb.request, tick=tick
-        )
+        plans = plan_live_runs(days, coverages, request_exports=spec.dynamodb.request, tick=tick)
         requests, skipped = [], []
         for plan in plans:
             why_not = _why_not(context.instance, plan)

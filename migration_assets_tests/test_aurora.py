@@ -734,6 +734,7 @@ def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db, con
         facts = merged_day(conn, spec, DAY, **on)
         after = merged_second_counts(conn, spec, DAY, facts)
         assert facts == merged_day(conn, spec, DAY)  # one connection, one range
+        assert staged_second_counts(conn, spec, DAY, **on) == staged
     assert facts.staged == staged  # the one pass also counts the staged puts
     assert before == {start + 30: 1, start + 50: 1}  # the deleted row, the unstaged row
     assert after == {**staged, start + 50: staged[start + 50] + 1}  # (8,8) is still extra

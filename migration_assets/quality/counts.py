@@ -107,15 +107,41 @@ def _grouped(conn: Any, sql: str, params: tuple) -> SecondCounts:
     return dict(zip(rows[:, 0].tolist(), rows[:, 1].tolist(), strict=True))
 
 
-def staged_second_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
-    """Rows per second of the day's puts in the staging table."""
+def _seq_ranges(conn: Any, spec: MigrationSpec, day: dt.date, parts: int) -> list[tuple]:
+    """The day's staged `_seq` values cut into `parts` ranges of equal length."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT COALESCE(MAX({q(SEQ)}), 0) FROM {q(spec.mysql.temp_table)} "
+            f"WHERE {q(DAY)} = %s",
+            (day,),
+        )
+        last = int(cur.fetchone()[0])
+    step = max(1, -(-last // parts))
+    return [(low, low + step - 1) for low in range(1, last + 1, step)] or [(1, 0)]
+
+
+def staged_second_counts(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    *,
+    connect: Connect | None = None,
+    connections: int = 1,
+) -> SecondCounts:
+    """Rows per second of the day's puts in the staging table, counted in `_seq` ranges on
+    up to `connections` connections at once (`conn` and more from `connect`)."""
     second = _event_bucket(spec)
-    return _grouped(
-        conn,
+    count = (
         f"SELECT {second.select} AS c0, COUNT(*) AS c1 FROM {q(spec.mysql.temp_table)} "
-        f"WHERE {q(DAY)} = %s AND {q(CHANGE)} = 'put' GROUP BY {second.group}",
-        (day,),
+        f"WHERE {q(DAY)} = %s AND {q(SEQ)} BETWEEN %s AND %s AND {q(CHANGE)} = 'put' "
+        f"GROUP BY {second.group}"
     )
+    tasks = [
+        lambda on, r=r: _grouped_rows(on, count, (day, *r), 2)
+        for r in _seq_ranges(conn, spec, day, connections)
+    ]
+    rows = np.vstack(run_on_connections(conn, tasks, connect=connect, connections=connections))
+    return _sum_by(rows[:, 0], rows[:, 1])  # a second cut by two ranges is summed
 
 
 @dataclass(frozen=True)
@@ -141,19 +167,6 @@ def exclusive(spec: MigrationSpec) -> bool:
         and spec.mysql.mode == "upsert"
         and spec.mysql.on_delete == "delete_row"
     )
-
-
-def _seq_ranges(conn: Any, spec: MigrationSpec, day: dt.date, parts: int) -> list[tuple]:
-    """The day's staged `_seq` values cut into `parts` ranges of equal length."""
-    with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT COALESCE(MAX({q(SEQ)}), 0) FROM {q(spec.mysql.temp_table)} "
-            f"WHERE {q(DAY)} = %s",
-            (day,),
-        )
-        last = int(cur.fetchone()[0])
-    step = max(1, -(-last // parts))
-    return [(low, low + step - 1) for low in range(1, last + 1, step)] or [(1, 0)]
 
 
 def merged_day(
