@@ -231,13 +231,7 @@ def build_checks(
             with ThreadPoolExecutor(1) as parquet:  # S3 and Arrow while MySQL counts
                 counting = parquet.submit(lambda: parquet_second_counts(counted(client, day), spec))
                 with mysql.connect() as conn:
-                    observed = staged_second_counts(
-                        conn,
-                        spec,
-                        parse_day(day),
-                        connect=mysql.connect,
-                        connections=mysql.connections_per_step,
-                    )
+                    observed = staged_second_counts(conn, spec, parse_day(day), **mysql.parallel())
                 expected = counting.result()
             return second_count_parity(
                 expected, observed, "parquet_partitions -> staging", deferred=True
@@ -280,13 +274,7 @@ def build_checks(
 
         def run(day: str) -> dict[str, Validation]:
             with mysql.connect() as conn:
-                facts = merged_day(
-                    conn,
-                    spec,
-                    parse_day(day),
-                    connect=mysql.connect,
-                    connections=mysql.connections_per_step,
-                )
+                facts = merged_day(conn, spec, parse_day(day), **mysql.parallel())
                 observed = merged_second_counts(conn, spec, parse_day(day), facts)
                 counts = second_count_parity(
                     facts.staged, observed, "staging -> target", deferred=True

@@ -104,6 +104,11 @@ class MySQLResource(dg.ConfigurableResource):
             connect_timeout_s=self.connect_timeout_s,
         )
 
+    def parallel(self) -> dict[str, Any]:
+        """Keyword arguments that let a function run independent statements on more
+        connections (`connect`, `connections`: `mysql/parallel.py`)."""
+        return {"connect": self.connect, "connections": self.connections_per_step}
+
     @contextlib.contextmanager
     def connect(self) -> Iterator[pymysql.Connection]:
         """UTC session, local infile enabled, autocommit off; closed however the block ends."""

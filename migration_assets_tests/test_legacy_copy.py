@@ -378,16 +378,20 @@ def test_a_copy_that_dies_between_chunks_is_finished_by_running_it_again(legacy_
     spec = legacy_spec()
     with connection(legacy_table) as conn:
         ensure_tables(conn, spec)
-    opened = []
 
-    def dies_at_the_third_chunk():
-        opened.append(1)
-        if len(opened) == 3:  # 1: bounds, 2: first chunk, 3: second chunk
+    def dies_after_the_first_chunk(chunks: int) -> None:
+        if chunks == 1:
             raise ConnectionError("the worker was killed")
-        return connection(legacy_table)
 
     with pytest.raises(ConnectionError):
-        copy_day(dies_at_the_third_chunk, spec, DAY, chunk_rows=2, connections=1)
+        copy_day(
+            connector(legacy_table),
+            spec,
+            DAY,
+            chunk_rows=2,
+            connections=1,
+            after_chunk=dies_after_the_first_chunk,
+        )
     legacy, copied = same_rows(
         legacy_table, "created_at >= '2024-03-01' AND created_at < '2024-03-02'"
     )

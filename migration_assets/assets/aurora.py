@@ -143,12 +143,7 @@ def build_aurora_assets(
             def merge(day=day):
                 with mysql.connect() as conn:
                     return merge_day(
-                        conn,
-                        spec,
-                        day,
-                        chunk_rows=config.chunk_rows,
-                        connect=mysql.connect,
-                        connections=mysql.connections_per_step,
+                        conn, spec, day, chunk_rows=config.chunk_rows, **mysql.parallel()
                     )
 
             try:

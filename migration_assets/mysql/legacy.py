@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +38,11 @@ from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
 from .catalog import SchemaConflictError, indexes, primary_key, table_columns, unique_keys
+from .connection import read_committed
+from .parallel import Connect, run_on_connections
 
 DEFAULT_COPY_CHUNK_ROWS = 200_000
 DEFAULT_TAIL_OVERLAP_IDS = 100_000  # ~2.4 h of a million-rows-a-day table, ~0.5 s to re-copy
-Connect = Callable[[], AbstractContextManager[Any]]  # opens a connection, closes it after
 _INT_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32}
 
 
@@ -291,8 +291,10 @@ def copy_day(
     *,
     chunk_rows: int = DEFAULT_COPY_CHUNK_ROWS,
     connections: int = 1,
+    after_chunk: Callable[[int], None] | None = None,
 ) -> CopyResult:
-    """Copy the legacy rows whose time column falls in `day` into the new table.
+    """Copy the legacy rows whose time column falls in `day` into the new table
+    (`after_chunk(chunks copied so far)` after each chunk's commit).
 
     Rows of the day inserted while the copy runs are taken when they arrive before their
     chunk is copied; later ones are the tail's."""
@@ -315,25 +317,37 @@ def copy_day(
     ranges = list(zip([None, *bounds], [*bounds, None], strict=True))
     window = day_window(day)
 
-    def run(chunk: tuple[int | None, int | None]) -> None:
-        lower, upper = chunk
+    def chunk(lower: int | None, upper: int | None) -> Callable[[Any], None]:
         where = [sql.day]
         where += [] if lower is None else [f"{sql.pk} > %s"]
         where += [] if upper is None else [f"{sql.pk} <= %s"]
-        params = (*window, *(v for v in chunk if v is not None))
-        with connect() as conn, conn.cursor() as cur:
-            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            cur.execute(sql.copy(" AND ".join(where), skip_deleted=skip_deleted), params)
-            conn.commit()
+        params = (*window, *(v for v in (lower, upper) if v is not None))
 
-    with ThreadPoolExecutor(max_workers=min(connections, len(ranges))) as pool:
-        for _ in pool.map(run, ranges):
-            result.chunks += 1
-    with connect() as conn, conn.cursor() as cur:
-        cur.execute(
-            f"REPLACE INTO {q(copied_days_table(spec))} VALUES (%s, UTC_TIMESTAMP(), %s, %s)",
-            (day, result.rows, result.source_max_id),
+        def copy(conn: Any) -> None:
+            with conn.cursor() as cur:
+                cur.execute(sql.copy(" AND ".join(where), skip_deleted=skip_deleted), params)
+            conn.commit()
+            with done:
+                result.chunks += 1
+                if after_chunk:
+                    after_chunk(result.chunks)
+
+        return copy
+
+    done = threading.Lock()
+    with connect() as conn:
+        run_on_connections(
+            conn,
+            [chunk(lower, upper) for lower, upper in ranges],
+            connect=connect,
+            connections=connections,
+            setup=read_committed,
         )
+        with conn.cursor() as cur:
+            cur.execute(
+                f"REPLACE INTO {q(copied_days_table(spec))} VALUES (%s, UTC_TIMESTAMP(), %s, %s)",
+                (day, result.rows, result.source_max_id),
+            )
         conn.commit()
     result.seconds = time.perf_counter() - started
     return result

@@ -20,6 +20,7 @@ from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
 from .catalog import indexes
+from .connection import read_committed
 from .ddl import CHANGE, DAY, SEQ, key_join, merges_table, unmatched_table
 from .legacy import LegacyKey, legacy_key, tombstones_table
 from .parallel import Connect, run_on_connections
@@ -141,7 +142,7 @@ def merge_day(
     result = MergeResult(day, mode=spec.mysql.mode, on_delete=spec.mysql.on_delete)
     started = time.perf_counter()
     with conn.cursor() as cur:
-        _read_committed(conn)
+        read_committed(conn)
         result.staged, last = (int(v) for v in _fetch(cur, sql.bounds, (day,)))
         fresh = _fresh_day(conn, cur, sql, spec, day)
         if spec.mysql.mode == "update_only":
@@ -170,7 +171,7 @@ def merge_day(
         [chunk(low) for low in range(1, last + 1, chunk_rows)],
         connect=connect,
         connections=connections,
-        setup=_read_committed,
+        setup=read_committed,
     )
     for part in parts:
         result.add(part)
@@ -183,11 +184,6 @@ def merge_day(
     conn.commit()
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _read_committed(conn: Any) -> None:
-    with conn.cursor() as cur:
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
 def _fresh_day(conn: Any, cur: Any, sql: _Sql, spec: MigrationSpec, day: dt.date) -> bool:
