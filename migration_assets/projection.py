@@ -25,7 +25,8 @@ class RowCosts:
 @dataclass(frozen=True)
 class Deployment:
     """Where runs and the database run. A MySQL statement runs on one core, so the database
-    works on at most `db_statements` rows at once: the `mysql` pool's limit. `db_efficiency`
+    works on at most `db_statements` rows at once: the `mysql` pool's limit times the
+    connections a step uses (`MIGRATION_MYSQL_CONNECTIONS_PER_STEP`). `db_efficiency`
     is the share of a benchmark-machine core's work one database vCPU does (an assumption
     unless measured on that database)."""
 

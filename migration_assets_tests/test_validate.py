@@ -46,25 +46,3 @@ def test_an_empty_day_on_both_sides_passes_without_a_frame():
     empty = second_count_parity({}, {}, "hop", deferred=True)
     validate_all([empty, second_count_parity(_day(0), _day(0), "hop", deferred=True)])
     assert empty.passed and empty.summary["seconds_compared"] == 0
-
-
-def test_great_expectations_is_imported_once_in_the_background():
-    """A fresh interpreter: the import runs in one daemon thread, and a second call starts
-    no other (the steps before the first check call it)."""
-    import subprocess
-    import sys
-
-    script = (
-        "import sys\n"
-        "from migration_assets.quality import validate\n"
-        "assert 'great_expectations' not in sys.modules\n"
-        "validate.import_in_background()\n"
-        "validate.import_in_background()\n"
-        "assert len(validate._IMPORTING) == 1\n"
-        "validate._IMPORTING[0].join(120)\n"
-        "assert 'great_expectations.expectations' in sys.modules\n"
-        "validate.import_in_background()\n"
-        "assert len(validate._IMPORTING) == 1\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr

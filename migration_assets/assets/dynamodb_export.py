@@ -25,7 +25,6 @@ from ..dynamodb.requests import (
     wait_for_export,
 )
 from ..partitions import backfill_policy
-from ..quality.validate import import_in_background
 from ..resources import DynamoDBResource
 from ..spec import MigrationSpec
 from .aurora import per_day_result
@@ -139,7 +138,6 @@ def build_dynamodb_export(
         s3: S3Resource,
         dynamodb: DynamoDBResource,
     ) -> dg.MaterializeResult:
-        import_in_background()  # the checks after this step need it
         client = s3.get_client()
         days = [parse_day(key) for key in context.partition_keys]
         exports, coverages, missing = _coverages(client, spec, days)

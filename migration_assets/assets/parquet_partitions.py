@@ -15,7 +15,6 @@ from ..conversion import (
 )
 from ..days import parse_day
 from ..partitions import backfill_policy
-from ..quality.validate import import_in_background
 from ..resources import PipesParquetEngine
 from ..spec import MigrationSpec, spec_document
 from .aurora import per_day_result
@@ -80,7 +79,6 @@ def build_parquet_partitions(
     def parquet_partitions(
         context: dg.AssetExecutionContext, s3: S3Resource
     ) -> dg.MaterializeResult:
-        import_in_background()  # the checks after this step need it
         days = [parse_day(key) for key in context.partition_keys]
         try:
             if engine is None:

@@ -13,37 +13,13 @@ costs ~30 ms, which is most of the checks' time.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import sys
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from .counts import SecondCounts
 
 FIRST_MISMATCHES = 20
-_IMPORTING: list[threading.Thread] = []
-_IMPORTING_LOCK = threading.Lock()
-
-
-def import_in_background() -> None:
-    """Start importing Great Expectations in a daemon thread, once per process. The import
-    costs ~2.5 s of CPU that a run otherwise pays inside its first check step, with the
-    other core idle; the steps before it wait on S3 or run Arrow kernels that release the
-    GIL, so most of the import overlaps them. A failed import is left to the first real
-    one, which raises it."""
-    with _IMPORTING_LOCK:
-        if _IMPORTING or "great_expectations.expectations" in sys.modules:
-            return
-        thread = threading.Thread(target=_import_quietly, name="import-gx", daemon=True)
-        _IMPORTING.append(thread)
-        thread.start()
-
-
-def _import_quietly() -> None:
-    with contextlib.suppress(Exception):
-        import great_expectations.expectations  # noqa: F401
 
 
 @dataclass
