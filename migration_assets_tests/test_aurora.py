@@ -226,10 +226,18 @@ def test_upsert_merge_with_deletes_is_idempotent(mysql_db, connections):
     assert (again.inserted, again.updated, again.deleted) == (0, 3, 0)
 
 
-def test_a_day_new_to_the_target_counts_every_put_as_inserted(mysql_db):
+@pytest.mark.parametrize("connections", [1, 2])
+def test_a_day_new_to_the_target_counts_every_put_as_inserted(mysql_db, connections):
     """No target row of the day and the event time in the key: nothing can match, so the
-    chunks skip counting matches; a row of the day in the target turns that off."""
+    chunks skip counting matches and run on `connections` connections; a row of the day in
+    the target turns both off (upserts of existing rows on two connections deadlock)."""
     spec = orders_spec()
+    opened = []
+
+    def connect():
+        opened.append(1)
+        return connection(mysql_db)
+
     with connection(mysql_db) as conn, conn.cursor() as cur:
         ensure_tables(conn, spec)
         cur.execute(  # the day before: not of DAY, so DAY is still new to the target
@@ -238,8 +246,12 @@ def test_a_day_new_to_the_target_counts_every_put_as_inserted(mysql_db):
         )
         conn.commit()
         load_day(conn, spec, DAY, _staged_day(spec))
-        fresh = merge_day(conn, spec, DAY, chunk_rows=2)
-        again = merge_day(conn, spec, DAY, chunk_rows=2)
+        on = {"connect": connect, "connections": connections}
+        fresh = merge_day(conn, spec, DAY, chunk_rows=1, **on)
+        extra_connections = len(opened)
+        again = merge_day(conn, spec, DAY, chunk_rows=1, **on)
+    assert extra_connections == connections - 1
+    assert len(opened) == extra_connections  # the re-merge ran on one connection
     assert (fresh.inserted, fresh.updated, fresh.deleted) == (3, 0, 0)
     assert (again.inserted, again.updated) == (0, 3)
     assert len(target_rows(mysql_db, spec)) == 4

@@ -1,8 +1,8 @@
 """Merge one staged day into the live target by the composite key, in bounded chunks.
 
 Each chunk is a `_seq` range of the day (at most `chunk_rows` staged rows) and its own
-short transaction, so no statement holds locks on the live table for long; chunks are
-independent, so they can run on several connections at once (`mysql/parallel.py`). Every statement
+short transaction, so no statement holds locks on the live table for long; a day new to the
+target runs its chunks on several connections at once (`mysql/parallel.py`). Every statement
 is idempotent (an upsert of the same values, an update to the same values, a delete of an
 absent row), so a merge interrupted at any chunk is finished by running it again.
 """
@@ -134,8 +134,13 @@ def merge_day(
     connect: Connect | None = None,
     connections: int = 1,
 ) -> MergeResult:
-    """Merge the staged rows of `day` into the target (mode and on_delete from the spec);
-    chunks run on up to `connections` connections at once (`conn` and more from `connect`)."""
+    """Merge the staged rows of `day` into the target (mode and on_delete from the spec).
+
+    A day new to the target (`_fresh_day`) runs its chunks on up to `connections`
+    connections at once (`conn` and more from `connect`): only inserts, no locks between
+    chunks. Otherwise one connection: upserts that meet existing rows take next-key locks,
+    and chunks side by side deadlock at their boundary (seen in the fault-injection suite:
+    four re-merges in a row were deadlock victims)."""
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
     sql = _Sql(spec, legacy_key(conn, spec) if spec.legacy_copy else None)
@@ -170,7 +175,7 @@ def merge_day(
         conn,
         [chunk(low) for low in range(1, last + 1, chunk_rows)],
         connect=connect,
-        connections=connections,
+        connections=connections if fresh else 1,  # see `merge_day`
         setup=read_committed,
     )
     for part in parts:
