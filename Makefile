@@ -28,7 +28,7 @@ test: venv mysql-server
 	$(VENV)/bin/pytest
 
 # One day of 1,000,000 items through every asset with its checks, concurrent days, the BIGINT
-# copy: writes bench/results/latest.json and appends to bench/RESULTS.md (~8 minutes here).
+# copy: writes bench/results/latest.json and appends to bench/RESULTS.md (~11 minutes here).
 bench: venv mysql-server
 	$(PY) bench/bench_e2e.py $(BENCH_ARGS)
 

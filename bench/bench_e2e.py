@@ -511,24 +511,17 @@ def projections(summary: dict[str, Any]) -> dict[str, Any]:
     copy = summary.get("bigint_copy", {}).get("ours_1_connection_with_check_rows_per_s")
     deployments = [
         Deployment("this machine (model check)", 2, 2, shared=True),
-        Deployment(
-            "8 ECS runs x 2 vCPU, Aurora 16 vCPU writer, mysql pool 2 x 2 connections per "
-            "step (shipped)",
-            16,
-            16,
-            db_statements=4,
-        ),
+        Deployment("8 ECS runs x 2 vCPU, Aurora 16 vCPU writer, mysql pool 2 (shipped)", 16, 16),
         Deployment(
             "8 ECS runs x 2 vCPU, Aurora 16 vCPU writer at half a core's work per vCPU "
-            "(assumed), mysql pool 4 x 2 connections per step",
+            "(assumed), mysql pool 8",
             16,
             16,
             db_statements=8,
             db_efficiency=0.5,
         ),
         Deployment(
-            "16 ECS runs x 2 vCPU, Aurora 32 vCPU writer at half (assumed), mysql pool 8 x 2 "
-            "connections per step",
+            "16 ECS runs x 2 vCPU, Aurora 32 vCPU writer at half (assumed), mysql pool 16",
             32,
             32,
             db_statements=16,

@@ -25,8 +25,9 @@ class RowCosts:
 @dataclass(frozen=True)
 class Deployment:
     """Where runs and the database run. A MySQL statement runs on one core, so the database
-    works on at most `db_statements` rows at once: the `mysql` pool's limit times the
-    connections a step uses (`MIGRATION_MYSQL_CONNECTIONS_PER_STEP`). `db_efficiency`
+    works on at most `db_statements` rows at once: the `mysql` pool's limit, one statement
+    per step (a lower bound: a new day's merge and the checks' passes use the step's
+    `MIGRATION_MYSQL_CONNECTIONS_PER_STEP` connections, a load one). `db_efficiency`
     is the share of a benchmark-machine core's work one database vCPU does (an assumption
     unless measured on that database)."""
 
