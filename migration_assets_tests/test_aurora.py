@@ -250,8 +250,8 @@ def test_a_day_new_to_the_target_counts_every_put_as_inserted(mysql_db, connecti
         fresh = merge_day(conn, spec, DAY, chunk_rows=1, **on)
         extra_connections = len(opened)
         again = merge_day(conn, spec, DAY, chunk_rows=1, **on)
-    assert extra_connections == connections - 1
-    assert len(opened) == extra_connections  # the re-merge ran on one connection
+    assert extra_connections == connections - 1 and fresh.connections == connections
+    assert len(opened) == extra_connections and again.connections == 1  # the re-merge: one
     assert (fresh.inserted, fresh.updated, fresh.deleted) == (3, 0, 0)
     assert (again.inserted, again.updated) == (0, 3)
     assert len(target_rows(mysql_db, spec)) == 4
@@ -335,6 +335,7 @@ def test_assets_from_export_to_target(spec, mysql_db, s3_client, pipeline):
     assert staged["rows_loaded"].value == manifest.rows + manifest.deletes
     assert staged["method"].value == "local_infile"
     assert merged["inserted"].value == manifest.rows
+    assert merged["connections"].value == 1  # one chunk of 400 rows needs no second one
     count = fetch(mysql_db, "SELECT COUNT(*) FROM orders")[0][0]
     assert count == manifest.rows
     evaluations = result.get_asset_check_evaluations()

@@ -163,6 +163,7 @@ def build_aurora_assets(
                 "deletes_ignored": merged.deletes_ignored,
                 "unmatched": merged.unmatched,
                 "chunks": merged.chunks,
+                "connections": merged.connections,
                 "longest_chunk_seconds": round(max(merged.per_chunk, default=0.0), 3),
                 "seconds": round(merged.seconds, 3),
                 "rows_per_second": round(merged.staged / merged.seconds) if merged.seconds else 0,

@@ -38,6 +38,7 @@ class MergeResult:
     deletes_ignored: int = 0
     unmatched: int = 0
     chunks: int = 0
+    connections: int = 1  # the chunks' connections at once (several only for a new day)
     seconds: float = 0.0
     mode: str = ""
     on_delete: str = ""
@@ -171,11 +172,13 @@ def merge_day(
 
         return merge
 
+    tasks = [chunk(low) for low in range(1, last + 1, chunk_rows)]
+    result.connections = max(1, min(connections if fresh else 1, len(tasks)))  # see above
     parts = run_on_connections(
         conn,
-        [chunk(low) for low in range(1, last + 1, chunk_rows)],
+        tasks,
         connect=connect,
-        connections=connections if fresh else 1,  # see `merge_day`
+        connections=result.connections,
         setup=read_committed,
     )
     for part in parts:
