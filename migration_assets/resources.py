@@ -71,6 +71,10 @@ class SharedS3Resource(S3Resource):
             return _S3_CLIENTS[key]
 
 
+CONNECTIONS_ENV_VAR = "MIGRATION_MYSQL_CONNECTIONS_PER_STEP"
+DEFAULT_CONNECTIONS, MAX_CONNECTIONS = 2, 16
+
+
 class MySQLResource(dg.ConfigurableResource):
     """Connections to the target MySQL/Aurora database, always closed after use."""
 
@@ -78,9 +82,9 @@ class MySQLResource(dg.ConfigurableResource):
         description="mysql://user:password@host:port/database (MIGRATION_MYSQL_URL).", repr=False
     )
     connections_per_step: int = Field(
-        default=2,
+        default=DEFAULT_CONNECTIONS,
         ge=1,
-        le=16,
+        le=MAX_CONNECTIONS,
         description=(
             "Connections a MySQL step uses at once for independent statements (a day's merge "
             "chunks, the halves of a check's join); MIGRATION_MYSQL_CONNECTIONS_PER_STEP."
@@ -125,14 +129,16 @@ def _redacted(url: object) -> str:
         return "(invalid URL)"
 
 
-CONNECTIONS_ENV_VAR = "MIGRATION_MYSQL_CONNECTIONS_PER_STEP"
-
-
 def connections_from_env(environ: Mapping[str, str] | None = None) -> int:
-    """`MIGRATION_MYSQL_CONNECTIONS_PER_STEP` (default 2), refused clearly when not 1-16."""
-    raw = (os.environ if environ is None else environ).get(CONNECTIONS_ENV_VAR, "2")
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= 16:
-        raise ValueError(f"{CONNECTIONS_ENV_VAR} must be a whole number from 1 to 16, not {raw!r}")
+    """`MIGRATION_MYSQL_CONNECTIONS_PER_STEP` (default 2), refused by name when not within
+    `MySQLResource.connections_per_step`'s bounds."""
+    raw = (os.environ if environ is None else environ).get(CONNECTIONS_ENV_VAR)
+    if raw is None:
+        return DEFAULT_CONNECTIONS
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_CONNECTIONS:
+        raise ValueError(
+            f"{CONNECTIONS_ENV_VAR} must be a whole number from 1 to {MAX_CONNECTIONS}, not {raw!r}"
+        )
     return int(raw)
 
 

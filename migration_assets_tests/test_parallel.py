@@ -110,3 +110,16 @@ def test_a_refused_extra_connection_is_raised(mysql_db):
 def test_connections_below_one_are_refused(mysql_db):
     with connection(mysql_db) as conn, pytest.raises(ValueError, match="at least 1"):
         run_on_connections(conn, [_connection_id], connections=0)
+
+
+def test_after_each_sees_every_task_done_one_call_at_a_time(mysql_db):
+    seen: list[int] = []
+    with connection(mysql_db) as conn:
+        run_on_connections(
+            conn,
+            [_sleep_then_id] * 5,
+            connect=lambda: connection(mysql_db),
+            connections=2,
+            after_each=seen.append,
+        )
+    assert seen == [1, 2, 3, 4, 5]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -327,14 +326,9 @@ def copy_day(
             with conn.cursor() as cur:
                 cur.execute(sql.copy(" AND ".join(where), skip_deleted=skip_deleted), params)
             conn.commit()
-            with done:
-                result.chunks += 1
-                if after_chunk:
-                    after_chunk(result.chunks)
 
         return copy
 
-    done = threading.Lock()
     with connect() as conn:
         run_on_connections(
             conn,
@@ -342,7 +336,9 @@ def copy_day(
             connect=connect,
             connections=connections,
             setup=read_committed,
+            after_each=after_chunk,
         )
+        result.chunks = len(ranges)
         with conn.cursor() as cur:
             cur.execute(
                 f"REPLACE INTO {q(copied_days_table(spec))} VALUES (%s, UTC_TIMESTAMP(), %s, %s)",

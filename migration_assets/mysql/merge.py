@@ -10,7 +10,6 @@ absent row), so a merge interrupted at any chunk is finished by running it again
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -154,7 +153,6 @@ def merge_day(
         if spec.mysql.mode == "update_only":
             cur.execute(sql.forget_unmatched, (day,))
             conn.commit()
-    done = threading.Lock()
 
     def chunk(low: int) -> Callable[[Any], MergeResult]:
         def merge(on: Any) -> MergeResult:
@@ -164,10 +162,6 @@ def merge_day(
                 _merge_chunk(cur, sql, spec, (day, low, low + chunk_rows - 1), part, fresh)
             on.commit()
             part.per_chunk.append(time.perf_counter() - chunk_started)
-            with done:
-                result.chunks += 1
-                if after_chunk:
-                    after_chunk(result.chunks)
             return part
 
         return merge
@@ -180,7 +174,9 @@ def merge_day(
         connect=connect,
         connections=result.connections,
         setup=read_committed,
+        after_each=after_chunk,
     )
+    result.chunks = len(parts)
     for part in parts:
         result.add(part)
     with conn.cursor() as cur:

@@ -25,12 +25,14 @@ def run_on_connections(
     connect: Connect | None = None,
     connections: int = 1,
     setup: Callable[[Any], None] | None = None,
+    after_each: Callable[[int], None] | None = None,
 ) -> list[T]:
     """Each of `tasks` called with a connection, results in task order: `conn` (this thread)
     and up to `connections - 1` connections from `connect` (threads) take the next task when
     they are free. The first failure stops the hand-out of tasks and is raised once every
     running task has ended (a task's own transaction is the unit of failure). `setup(conn)`
-    runs once on every connection before its first task."""
+    runs once on every connection before its first task; `after_each(tasks done so far)`
+    after each task, one call at a time (a failure there counts as the task's)."""
     if connections < 1:
         raise ValueError("connections must be at least 1")
     extra = min(connections, len(tasks)) - 1 if connect is not None else 0
@@ -38,6 +40,7 @@ def run_on_connections(
     failures: list[BaseException] = []
     lock = threading.Lock()
     pending = iter(range(len(tasks)))
+    done = [0]
 
     def next_task() -> int | None:
         with lock:
@@ -49,6 +52,10 @@ def run_on_connections(
                 setup(on)
             while (index := next_task()) is not None:
                 results[index] = tasks[index](on)
+                if after_each is not None:
+                    with lock:
+                        done[0] += 1
+                        after_each(done[0])
         except BaseException as exc:  # raised in the caller's thread below
             with lock:
                 failures.append(exc)

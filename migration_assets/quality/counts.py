@@ -201,7 +201,8 @@ def merged_day(
     tasks: list[Callable[[Any], Any]] = [
         lambda on, r=r: _grouped_rows(on, join, (day, *r), 7) for r in ranges
     ]
-    if exclusive(spec):
+    every_row_staged = exclusive(spec)
+    if every_row_staged:
         tasks.append(lambda on: _target_day_counts(on, spec, day))
     results = run_on_connections(conn, tasks, connect=connect, connections=connections)
     rows = np.vstack(results[: len(ranges)])
@@ -214,7 +215,7 @@ def merged_day(
         found_in_day=_sum_by(target_second[in_day], found[in_day]),
         staged_checksums=_sum_by(second, rows[:, 5]),
         target_checksums=_sum_by(second, rows[:, 6]),
-        target_in_day=results[len(ranges)] if exclusive(spec) else None,
+        target_in_day=results[len(ranges)] if every_row_staged else None,
     )
 
 
