@@ -13,13 +13,15 @@
      day's key-sorted TSV into an identical staging table, a bare `INSERT ... SELECT ... ON
      DUPLICATE KEY UPDATE` of the staged day into an empty copy of the target; and the naive
      way (a Python `json.loads` loop; pymysql `executemany` row inserts), on a sample;
-  3. `--concurrent-days` other days, one run each, started together (the run queue's
-     backfill concurrency), on their own export, database and instance, after the export's
-     first day ran alone and split it by day (a backfill's steady state);
+  3. several days at once, on their own export, database and instance, after the export's
+     first day ran alone and split it by day (a backfill's steady state): `--concurrent-days`
+     one-day runs started together (as sensor-launched runs), then `--range-runs` runs of
+     `--days-per-run` days each (range runs, as the shipped `BackfillPolicy.multi_run`
+     backfill launches them; the shipped instance runs 2 at a time);
   4. the INT -> BIGINT copy of a legacy day with its parity check (`bench_bigint_copy.run`).
 Writes `bench/results/latest.json` and appends a dated summary to `bench/RESULTS.md`.
 
-    .venv/bin/python bench/bench_e2e.py --items 1000000 --concurrent-days 2
+    .venv/bin/python bench/bench_e2e.py --items 1000000 --concurrent-days 2 --range-runs 2
 """
 
 from __future__ import annotations
@@ -106,8 +108,9 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child(spec_path: Path, day: str, out: Path) -> None:
-    """Materialize the DynamoDB path with its checks for `day` (one run) and report steps."""
+def child(spec_path: Path, day: str, last: str | None, out: Path) -> None:
+    """Materialize the DynamoDB path with its checks for `day` (one run) and report steps;
+    with `last`, the days `day..last` in one range run, as a backfill's runs are."""
     import dagster as dg
 
     from migration_assets.definitions import build_assets
@@ -123,12 +126,21 @@ def child(spec_path: Path, day: str, out: Path) -> None:
     baseline = sampler.samples[-1][1]
     cpu_before = _own_cpu_seconds()
     started = time.time()
+    if last is None or last == day:
+        which: dict[str, Any] = {"partition_key": day}
+    else:  # the tags a multi_run backfill gives its runs (materialize has no range argument)
+        which = {
+            "tags": {
+                "dagster/asset_partition_range_start": day,
+                "dagster/asset_partition_range_end": last,
+            }
+        }
     result = dg.materialize(
         definitions,
-        partition_key=day,
         resources=default_resources(),
         instance=instance,
         raise_on_error=False,
+        **which,
     )
     finished = time.time()
     cpu = _own_cpu_seconds() - cpu_before
@@ -167,7 +179,13 @@ def child(spec_path: Path, day: str, out: Path) -> None:
 
 
 def run_child(
-    stack: StackState, spec_path: Path, day: str, database: str, home: Path, work: Path
+    stack: StackState,
+    spec_path: Path,
+    day: str,
+    database: str,
+    home: Path,
+    work: Path,
+    last: str | None = None,
 ) -> subprocess.Popen:
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
@@ -180,8 +198,10 @@ def run_child(
         "DAGSTER_HOME": str(home),
     }
     log_path = work / f"child-{day}.log"
+    command = [sys.executable, __file__, "--child", str(spec_path), "--out", str(out)]
+    command += ["--day", day, *(["--last", last] if last else [])]
     process = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(spec_path), "--out", str(out), "--day", day],
+        command,
         env=env,
         stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,
@@ -382,12 +402,52 @@ def one_day(stack: StackState, work: Path, items: int) -> dict[str, Any]:
     }
 
 
-def concurrent_days(stack: StackState, work: Path, days: int, items: int) -> dict[str, Any]:
-    """`days` runs, one day each, started together, as in the steady state of a backfill:
-    one full export of `days + 1` days, whose first day ran before them alone (that run
-    split the export by day, as the first run of a backfill does)."""
+def _runs_together(
+    stack: StackState,
+    world: tuple[MigrationSpec, Path, MySQLSettings, Path],
+    work: Path,
+    ranges: list[tuple[dt.date, dt.date]],
+) -> dict[str, Any]:
+    """One run per (first, last) range of days, all started together; rows, rates, CPU."""
+    spec, path, settings, home = world
+    before = target_rows(settings, spec)
+    db_before = server_cpu_seconds(stack.mysql_pid)
+    launched = time.time()
+    processes = [
+        run_child(stack, path, a.isoformat(), settings.database, home, work, last=b.isoformat())
+        for a, b in ranges
+    ]
+    reports = [finish_child(p) for p in processes]
+    process_wall = time.time() - launched
+    db_cpu = (server_cpu_seconds(stack.mysql_pid) or 0) - (db_before or 0)
+    rows = target_rows(settings, spec) - before
+    run_wall = max(r["finished"] for r in reports) - min(r["started"] for r in reports)
+    return {
+        "runs": len(ranges),
+        "days": sum((b - a).days + 1 for a, b in ranges),
+        "rows": rows,
+        "run_seconds": run_wall,
+        "process_seconds": process_wall,
+        "rows_per_second": rows / run_wall,
+        "rows_per_second_with_process_start": rows / process_wall,
+        "per_run_seconds": [round(r["finished"] - r["started"], 1) for r in reports],
+        "worker_cpu_seconds": sum(r["cpu_seconds"] for r in reports),
+        "mysql_cpu_seconds": db_cpu if stack.mysql_pid else None,
+        "checks_passed": sum(c["passed"] for r in reports for c in r["checks"]),
+        "checks": sum(len(r["checks"]) for r in reports),
+    }
+
+
+def concurrent_days(
+    stack: StackState, work: Path, days: int, runs: int, days_per_run: int, items: int
+) -> dict[str, Any]:
+    """Several days at once, on one full export whose first day ran before them alone (that
+    run split the export by day, as the first run of a backfill does):
+    `days` runs of one day each (as sensor-launched runs), then `runs` range runs of
+    `days_per_run` days each (as the shipped `BackfillPolicy.multi_run` backfill's runs),
+    each group started together."""
     first = DAY + dt.timedelta(days=10)
-    dates = [first + dt.timedelta(days=n) for n in range(days + 1)]
+    dates = [first + dt.timedelta(days=n) for n in range(1 + days + runs * days_per_run)]
     spec, path, _ = seed_world(work, "many", dates, items)
     settings = stack.mysql.with_database("bench_e2e_many")
     ensure_database(settings)
@@ -396,29 +456,22 @@ def concurrent_days(stack: StackState, work: Path, days: int, items: int) -> dic
         run_child(stack, path, dates[0].isoformat(), settings.database, home, work)
     )
     warm_up = splitter["finished"] - splitter["started"]
-    before = target_rows(settings, spec)
-    _say(f"first day alone (it splits the export): {before:,} rows in {warm_up:.1f} s")
-    launched = time.time()
-    processes = [
-        run_child(stack, path, day.isoformat(), settings.database, home, work) for day in dates[1:]
-    ]
-    reports = [finish_child(p) for p in processes]
-    process_wall = time.time() - launched
-    rows = target_rows(settings, spec) - before
-    run_wall = max(r["finished"] for r in reports) - min(r["started"] for r in reports)
-    _say(f"{days} days at once: {rows:,} rows in {run_wall:.1f} s (runs)")
-    return {
-        "days": days,
-        "rows": rows,
-        "first_day_alone_splitting_seconds": warm_up,
-        "run_seconds": run_wall,
-        "process_seconds": process_wall,
-        "rows_per_second": rows / run_wall,
-        "rows_per_second_with_process_start": rows / process_wall,
-        "per_run_seconds": [round(r["finished"] - r["started"], 1) for r in reports],
-        "checks_passed": sum(c["passed"] for r in reports for c in r["checks"]),
-        "checks": sum(len(r["checks"]) for r in reports),
-    }
+    _say(f"first day alone (it splits the export): {warm_up:.1f} s")
+    world = (spec, path, settings, home)
+    out: dict[str, Any] = {"first_day_alone_splitting_seconds": warm_up}
+    if days:
+        single = [(d, d) for d in dates[1 : 1 + days]]
+        out["one_day_runs"] = _runs_together(stack, world, work, single)
+        _say(f"{days} one-day runs at once: {out['one_day_runs']['rows_per_second']:,.0f} rows/s")
+    if runs:
+        rest = dates[1 + days :]
+        ranges = [(rest[n], rest[n + days_per_run - 1]) for n in range(0, len(rest), days_per_run)]
+        out["range_runs"] = _runs_together(stack, world, work, ranges)
+        _say(
+            f"{runs} range runs of {days_per_run} days at once: "
+            f"{out['range_runs']['rows_per_second']:,.0f} rows/s"
+        )
+    return out
 
 
 def bigint_copy(stack: StackState, rows: int, repeat: int) -> dict[str, Any]:
@@ -507,7 +560,9 @@ def projections(summary: dict[str, Any]) -> dict[str, Any]:
     rows = day["rows"]
     costs = RowCosts(day["worker_cpu_seconds"] / rows, (day["mysql_cpu_seconds"] or 0) / rows)
     total = 2_500_000_000
-    measured = summary.get("concurrent", {}).get("rows_per_second") or rows / day["run_seconds"]
+    together = summary.get("concurrent", {})
+    shape = together.get("range_runs") or together.get("one_day_runs")  # a backfill's, if run
+    measured = shape["rows_per_second"] if shape else rows / day["run_seconds"]
     copy = summary.get("bigint_copy", {}).get("ours_1_connection_with_check_rows_per_s")
     deployments = [
         Deployment("this machine (model check)", 2, 2, shared=True),
@@ -584,14 +639,25 @@ def markdown(summary: dict[str, Any]) -> str:
         c = summary["concurrent"]
         lines += [
             "",
-            f"Concurrent: {c['days']} days, one run each, started together after a first day of "
-            "the same export ran alone and split it by day "
-            f"({c['first_day_alone_splitting_seconds']:.1f} s), "
-            f"as in a backfill's steady state: {c['rows']:,} rows in "
-            f"{c['run_seconds']:.1f} s = **{c['rows_per_second']:,.0f} rows/s** "
-            f"({c['rows_per_second_with_process_start']:,.0f} counting process start-up); runs "
-            f"took {c['per_run_seconds']} s; checks passed {c['checks_passed']}/{c['checks']}.",
+            "Several days at once, on one export whose first day ran alone before them and split "
+            f"it by day ({c['first_day_alone_splitting_seconds']:.1f} s), as in a backfill's "
+            "steady state:",
         ]
+        for key, what in (
+            ("one_day_runs", "one-day runs (as sensor-launched runs)"),
+            ("range_runs", "range runs (as the shipped `multi_run` backfill's runs)"),
+        ):
+            if key in c:
+                r = c[key]
+                lines.append(
+                    f"- {r['runs']} {what}, {r['days']} days: {r['rows']:,} rows in "
+                    f"{r['run_seconds']:.1f} s = **{r['rows_per_second']:,.0f} rows/s** "
+                    f"({r['rows_per_second_with_process_start']:,.0f} counting process start-up); "
+                    f"runs took {r['per_run_seconds']} s; CPU per row: worker "
+                    f"{r['worker_cpu_seconds'] / r['rows'] * 1e6:.2f} µs, MySQL "
+                    f"{(r['mysql_cpu_seconds'] or 0) / r['rows'] * 1e6:.2f} µs; checks passed "
+                    f"{r['checks_passed']}/{r['checks']}."
+                )
     if "bigint_copy" in summary:
         b = summary["bigint_copy"]
         lines += [
@@ -606,8 +672,8 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += [
         "",
         f"Projection for {p['rows']:,} rows (CPU per row measured above: worker "
-        f"{p['worker_cpu_us_per_row']} µs, MySQL {p['mysql_cpu_us_per_row']} µs): this machine at "
-        f"the measured concurrent rate, {p['this_machine_measured']}"
+        f"{p['worker_cpu_us_per_row']} µs, MySQL {p['mysql_cpu_us_per_row']} µs, one day's run): "
+        f"this machine at the measured rate of several days at once, {p['this_machine_measured']}"
         + (
             f"; the BIGINT copy, {p['this_machine_bigint_copy']}"
             if p["this_machine_bigint_copy"]
@@ -626,7 +692,11 @@ def markdown(summary: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--concurrent-days", type=int, default=2, help="0 skips")
+    parser.add_argument(
+        "--concurrent-days", type=int, default=2, help="one-day runs at once (0 skips)"
+    )
+    parser.add_argument("--range-runs", type=int, default=2, help="range runs at once (0 skips)")
+    parser.add_argument("--days-per-run", type=int, default=2, help="days per range run")
     parser.add_argument("--copy-rows", type=int, default=1_000_000, help="0 skips")
     parser.add_argument("--copy-repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json")
@@ -635,10 +705,11 @@ def main() -> int:
     parser.add_argument("--keep-work", action="store_true", help="keep run logs and instances")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--day", help=argparse.SUPPRESS)
+    parser.add_argument("--last", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.day, args.out)
+        child(args.child, args.day, args.last, args.out)
         return 0
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     stack = start_stack(work / "stack", database="bench_e2e")
@@ -652,8 +723,10 @@ def main() -> int:
             "one_day": one_day(stack, work, args.items),
         }
         summary["stages"] = stage_rows(summary["one_day"])
-        if args.concurrent_days:
-            summary["concurrent"] = concurrent_days(stack, work, args.concurrent_days, args.items)
+        if args.concurrent_days or args.range_runs:
+            summary["concurrent"] = concurrent_days(
+                stack, work, args.concurrent_days, args.range_runs, args.days_per_run, args.items
+            )
         if args.copy_rows:
             summary["bigint_copy"] = bigint_copy(stack, args.copy_rows, args.copy_repeat)
         summary["projection"] = projections(summary)
