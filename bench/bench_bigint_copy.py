@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from bench_server import bench_database
+from bench_server import bench_database, write_json
 
 from migration_assets.mysql.connection import (
     MySQLSettings,
@@ -173,9 +173,7 @@ def main() -> int:
     with bench_database("bench_bigint") as settings:
         result = run(settings, args.rows, args.repeat, args.chunk_rows)
     print(json.dumps(result), flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.json)
     return 0
 
 

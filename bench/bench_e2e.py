@@ -18,7 +18,9 @@
      one-day runs started together (as sensor-launched runs), then `--range-runs` runs of
      `--days-per-run` days each (range runs, as the shipped `BackfillPolicy.multi_run`
      backfill launches them; the shipped instance runs 2 at a time);
-  4. the INT -> BIGINT copy of a legacy day with its parity check (`bench_bigint_copy.run`).
+  4. a new day's merge and merge checks as the target grows, `--growth-days` days in turn
+     (`bench_target_growth.run`), and the projection again with the grown target's MySQL cost;
+  5. the INT -> BIGINT copy of a legacy day with its parity check (`bench_bigint_copy.run`).
 Writes `bench/results/latest.json` and appends a dated summary to `bench/RESULTS.md`.
 
     .venv/bin/python bench/bench_e2e.py --items 1000000 --concurrent-days 2 --range-runs 2
@@ -47,12 +49,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from bench_server import server_cpu_seconds  # noqa: E402
+
 from migration_assets.aws import aws_client, retry_config  # noqa: E402
 from migration_assets.devstack.seed import seed  # noqa: E402
 from migration_assets.devstack.stack import StackState, start_stack, stop_stack  # noqa: E402
 from migration_assets.identifiers import quote_identifier as q  # noqa: E402
 from migration_assets.identifiers import quote_identifiers  # noqa: E402
 from migration_assets.mysql.connection import MySQLSettings, connection, ensure_database  # noqa: E402
+from migration_assets.mysql.ddl import ensure_tables  # noqa: E402
 from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec  # noqa: E402
 
 DAY = dt.date(2025, 6, 1)
@@ -328,14 +333,6 @@ def mysql_limits(s3: Any, spec: MigrationSpec, settings: MySQLSettings, day: dt.
     }
 
 
-def server_cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds a process (the MySQL server) has used so far."""
-    if pid is None:
-        return None
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 # --- the benchmark ---------------------------------------------------------------------------
 
 
@@ -404,12 +401,18 @@ def one_day(stack: StackState, work: Path, items: int) -> dict[str, Any]:
 
 def _runs_together(
     stack: StackState,
-    world: tuple[MigrationSpec, Path, MySQLSettings, Path],
+    world: tuple[MigrationSpec, Path, Path],
     work: Path,
     ranges: list[tuple[dt.date, dt.date]],
+    database: str,
 ) -> dict[str, Any]:
-    """One run per (first, last) range of days, all started together; rows, rates, CPU."""
-    spec, path, settings, home = world
+    """One run per (first, last) range of days, all started together, into a database of
+    their own (an empty target, whatever ran before); rows, rates, CPU."""
+    spec, path, home = world
+    settings = stack.mysql.with_database(database)
+    ensure_database(settings)
+    with connection(settings) as conn:
+        ensure_tables(conn, spec)  # as the runs' first steps do; then the rows there before
     before = target_rows(settings, spec)
     db_before = server_cpu_seconds(stack.mysql_pid)
     launched = time.time()
@@ -445,7 +448,8 @@ def concurrent_days(
     run split the export by day, as the first run of a backfill does):
     `days` runs of one day each (as sensor-launched runs), then `runs` range runs of
     `days_per_run` days each (as the shipped `BackfillPolicy.multi_run` backfill's runs),
-    each group started together."""
+    each group started together into a database of its own, so both merge into an empty
+    target (`target_growth` measures what a grown target costs)."""
     first = DAY + dt.timedelta(days=10)
     dates = [first + dt.timedelta(days=n) for n in range(1 + days + runs * days_per_run)]
     spec, path, _ = seed_world(work, "many", dates, items)
@@ -457,21 +461,30 @@ def concurrent_days(
     )
     warm_up = splitter["finished"] - splitter["started"]
     _say(f"first day alone (it splits the export): {warm_up:.1f} s")
-    world = (spec, path, settings, home)
+    world = (spec, path, home)
     out: dict[str, Any] = {"first_day_alone_splitting_seconds": warm_up}
     if days:
         single = [(d, d) for d in dates[1 : 1 + days]]
-        out["one_day_runs"] = _runs_together(stack, world, work, single)
+        out["one_day_runs"] = _runs_together(stack, world, work, single, "bench_e2e_days")
         _say(f"{days} one-day runs at once: {out['one_day_runs']['rows_per_second']:,.0f} rows/s")
     if runs:
         rest = dates[1 + days :]
         ranges = [(rest[n], rest[n + days_per_run - 1]) for n in range(0, len(rest), days_per_run)]
-        out["range_runs"] = _runs_together(stack, world, work, ranges)
+        out["range_runs"] = _runs_together(stack, world, work, ranges, "bench_e2e_ranges")
         _say(
             f"{runs} range runs of {days_per_run} days at once: "
             f"{out['range_runs']['rows_per_second']:,.0f} rows/s"
         )
     return out
+
+
+def target_growth(stack: StackState, days: int, rows: int) -> dict[str, Any]:
+    import bench_target_growth
+
+    settings = stack.mysql.with_database("bench_growth")
+    ensure_database(settings)
+    _say(f"target growth: {days} new days of {rows:,} rows merged and checked in turn")
+    return bench_target_growth.run(settings, stack.mysql_pid, days, rows, connections=2)
 
 
 def bigint_copy(stack: StackState, rows: int, repeat: int) -> dict[str, Any]:
@@ -592,16 +605,37 @@ def projections(summary: dict[str, Any]) -> dict[str, Any]:
         "deployments": [],
     }
     if costs.db_cpu_s > 0:
-        for deployment in deployments:
-            rate = deployment.rows_per_second(costs)
-            out["deployments"].append(
-                {
-                    "deployment": deployment.name,
-                    "rows_per_s": round(rate),
-                    "bound_by": deployment.bound(costs),
-                    "dynamodb_path": project(total, rate).describe(),
-                }
+        out["deployments"] = _deployments(deployments, costs, total)
+        grown = summary.get("target_growth")
+        if grown and "merge_mysql_cpu_seconds" in grown["days"][0]:
+            first, last = grown["days"][0], grown["days"][-1]
+            extra = sum(
+                last[f"{step}_mysql_cpu_seconds"] - first[f"{step}_mysql_cpu_seconds"]
+                for step in ("merge", "check")
             )
+            costs = RowCosts(costs.worker_cpu_s, costs.db_cpu_s + extra / grown["rows_per_day"])
+            out["grown_target"] = {
+                "target_rows": last["target_rows_before"],
+                "mysql_cpu_us_per_row": round(costs.db_cpu_s * 1e6, 2),
+                "deployments": _deployments(deployments, costs, total),
+            }
+    return out
+
+
+def _deployments(deployments: list[Any], costs: Any, total: int) -> list[dict[str, Any]]:
+    from migration_assets.projection import project
+
+    out = []
+    for deployment in deployments:
+        rate = deployment.rows_per_second(costs)
+        out.append(
+            {
+                "deployment": deployment.name,
+                "rows_per_s": round(rate),
+                "bound_by": deployment.bound(costs),
+                "dynamodb_path": project(total, rate).describe(),
+            }
+        )
     return out
 
 
@@ -641,7 +675,7 @@ def markdown(summary: dict[str, Any]) -> str:
             "",
             "Several days at once, on one export whose first day ran alone before them and split "
             f"it by day ({c['first_day_alone_splitting_seconds']:.1f} s), as in a backfill's "
-            "steady state:",
+            "steady state; each group into an empty target of its own:",
         ]
         for key, what in (
             ("one_day_runs", "one-day runs (as sensor-launched runs)"),
@@ -681,12 +715,44 @@ def markdown(summary: dict[str, Any]) -> str:
         )
         + ".",
     ]
-    for d in p["deployments"]:
-        lines.append(
-            f"- {d['deployment']}: {d['rows_per_s']:,} rows/s, bound by {d['bound_by']}: "
-            f"{d['dynamodb_path']}"
-        )
+    lines += _deployment_lines(p["deployments"])
+    if "target_growth" in summary:
+        g = summary["target_growth"]
+        lines += [
+            "",
+            f"Target growth (`bench_target_growth.py`, {g['rows_per_day']:,} rows per new day, "
+            f"{g['connections']} connections, buffer pool {g['buffer_pool_mb']} MB): the day's "
+            "merge and its merge checks as the target grows:",
+            "",
+            "| target rows before | merge s | merge MySQL CPU s | checks s | checks MySQL CPU s "
+            "| target MB after |",
+            "|---|---|---|---|---|---|",
+        ]
+        for d in g["days"]:
+            lines.append(
+                f"| {d['target_rows_before']:,} | {d['merge_seconds']} | "
+                f"{d.get('merge_mysql_cpu_seconds', '—')} | {d['check_seconds']} | "
+                f"{d.get('check_mysql_cpu_seconds', '—')} | {d['target_mb_after']} |"
+            )
+    if "grown_target" in p:
+        t = p["grown_target"]
+        lines += [
+            "",
+            f"The projection again with the MySQL CPU per row of a day merged into a target of "
+            f"{t['target_rows']:,} rows ({t['mysql_cpu_us_per_row']} µs: the one-day run's, plus "
+            "the growth in the merge's and the checks' CPU; still a lower bound for a target of "
+            "billions of rows):",
+        ]
+        lines += _deployment_lines(t["deployments"])
     return "\n".join(lines) + "\n"
+
+
+def _deployment_lines(deployments: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"- {d['deployment']}: {d['rows_per_s']:,} rows/s, bound by {d['bound_by']}: "
+        f"{d['dynamodb_path']}"
+        for d in deployments
+    ]
 
 
 def main() -> int:
@@ -697,6 +763,7 @@ def main() -> int:
     )
     parser.add_argument("--range-runs", type=int, default=2, help="range runs at once (0 skips)")
     parser.add_argument("--days-per-run", type=int, default=2, help="days per range run")
+    parser.add_argument("--growth-days", type=int, default=8, help="0 skips")
     parser.add_argument("--copy-rows", type=int, default=1_000_000, help="0 skips")
     parser.add_argument("--copy-repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json")
@@ -727,6 +794,8 @@ def main() -> int:
             summary["concurrent"] = concurrent_days(
                 stack, work, args.concurrent_days, args.range_runs, args.days_per_run, args.items
             )
+        if args.growth_days:
+            summary["target_growth"] = target_growth(stack, args.growth_days, args.items)
         if args.copy_rows:
             summary["bigint_copy"] = bigint_copy(stack, args.copy_rows, args.copy_repeat)
         summary["projection"] = projections(summary)

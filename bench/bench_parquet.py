@@ -29,6 +29,7 @@ import boto3
 import numpy as np
 import pyarrow as pa
 import pyarrow.json as pj
+from bench_server import write_json
 from isal import isal_zlib
 
 from migration_assets.coverage_store import save_coverage
@@ -200,9 +201,7 @@ def main() -> int:
                 results.append(result)
         finally:
             stop_pid(moto.pid)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(results, args.json)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -13,9 +14,31 @@ from migration_assets.devstack.processes import stop_pid
 from migration_assets.mysql.connection import MySQLSettings, ensure_database, parse_mysql_url
 
 
+def write_json(result: object, path: Path | None) -> None:
+    """A benchmark's result as JSON in `path` (when given), for RESULTS.md and comparisons."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def server_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process (the MySQL server) has used so far (Linux)."""
+    if pid is None:
+        return None
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def bench_database(name: str) -> Iterator[MySQLSettings]:
     """A database `name` on the configured server, or on a throwaway one stopped afterwards."""
+    with bench_server(name) as (settings, _):
+        yield settings
+
+
+@contextmanager
+def bench_server(name: str) -> Iterator[tuple[MySQLSettings, int | None]]:
+    """`bench_database` and the server's process id (None for `MIGRATION_MYSQL_URL`)."""
     server = None
     try:
         if os.environ.get("MIGRATION_MYSQL_URL"):
@@ -24,7 +47,7 @@ def bench_database(name: str) -> Iterator[MySQLSettings]:
             server = start_throwaway_mysql(Path(tempfile.mkdtemp(prefix=f"{name}-")))
             settings = MySQLSettings("127.0.0.1", server.port, "root", "", name)
         ensure_database(settings)
-        yield settings
+        yield settings, server.pid if server is not None else None
     finally:
         if server is not None:
             stop_pid(server.pid, timeout_s=60)

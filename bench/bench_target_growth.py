@@ -1,0 +1,136 @@
+"""Benchmark: a new day's merge and its merge checks as the target grows (issue 9).
+
+The one-day benchmark merges into an empty target. A three-year backfill merges into a
+target that grows to billions of rows, far past any buffer pool, and the example spec's key
+starts with `customer_id`, so every day's rows land all over the target's primary key. This
+stages `--days` new days of `--rows` rows each (random customer ids; key-sorted, as
+`parquet_partitions` writes them) with the real `load_day`, and for each day measures
+`merge_day` (a new day: `--connections` connections) and the `target_table_merge_checks`
+pass (`merged_day`): seconds, and the MySQL server's CPU seconds when it is the throwaway
+server. MySQL: `MIGRATION_MYSQL_URL` when set (database `bench_growth`), else a throwaway
+MariaDB (its 512 MB buffer pool is what `make demo` and `make bench` use).
+
+    .venv/bin/python bench/bench_target_growth.py --days 8 --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import yaml
+from bench_server import bench_server, server_cpu_seconds, write_json
+
+from migration_assets.identifiers import quote_identifier as q
+from migration_assets.mysql.connection import MySQLSettings, connection, open_connection
+from migration_assets.mysql.ddl import ensure_tables
+from migration_assets.mysql.load import load_day
+from migration_assets.mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
+from migration_assets.parquet_store import partition_schema
+from migration_assets.quality.counts import merged_day
+from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec
+
+FIRST_DAY = dt.date(2024, 1, 1)
+TIERS = pa.array(["bronze", "silver", "gold", "platinum", None])
+ATTRS = pa.array(['{"channel":"web","items":3}', '{"channel":"app","flags":["gift"]}', None])
+
+
+def example_spec() -> MigrationSpec:
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data.pop("legacy_copy")  # the DynamoDB path's merge: every target row comes from a day
+    return parse_spec(data)
+
+
+def day_table(spec: MigrationSpec, number: int, rows: int) -> pa.Table:
+    """Day `number`'s puts in the partition schema, sorted by the MySQL key."""
+    rng = np.random.default_rng(number)
+    midnight = int(dt.datetime.combine(FIRST_DAY, dt.time(), dt.UTC).timestamp()) + number * 86_400
+    columns = {
+        "customer_id": pa.array(rng.integers(1, 2**31, rows)),
+        "order_id": pa.array(number * 2_000_000 + np.arange(1, rows + 1)),
+        "created_at": pa.array(midnight + np.sort(rng.integers(0, 86_400, rows))),
+        "amount": pa.array(rng.integers(0, 10**8, rows)).cast(pa.decimal128(38, 4)),
+        "loyalty_tier": TIERS.take(pa.array(rng.integers(0, len(TIERS), rows))),
+        "attrs": ATTRS.take(pa.array(rng.integers(0, len(ATTRS), rows))),
+        "_change": pa.array(["put"] * rows),
+    }
+    schema = partition_schema(spec)
+    table = pa.table([columns[f.name].cast(f.type) for f in schema], schema=schema)
+    return table.sort_by([(name, "ascending") for name in spec.mysql.key])
+
+
+def target_megabytes(settings: MySQLSettings, table: str) -> float:
+    with connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"ANALYZE TABLE {q(table)}")
+        cur.fetchall()
+        cur.execute(
+            "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+            (table,),
+        )
+        return int(cur.fetchone()[0]) / 2**20
+
+
+def run(settings: MySQLSettings, pid: int | None, days: int, rows: int, connections: int) -> dict:
+    spec = example_spec()
+    with connection(settings) as conn, conn.cursor() as cur:
+        for table in (spec.mysql.target_table, spec.mysql.temp_table):
+            cur.execute(f"DROP TABLE IF EXISTS {q(table)}")
+        cur.execute("SELECT @@innodb_buffer_pool_size")
+        buffer_pool = int(cur.fetchone()[0])
+        ensure_tables(conn, spec)
+    per_day: list[dict[str, Any]] = []
+    with connection(settings) as conn:
+        for number in range(days):
+            day = FIRST_DAY + dt.timedelta(days=number)
+            load_day(conn, spec, day, day_table(spec, number, rows))
+            more = {"connect": lambda: open_connection(settings), "connections": connections}
+            steps = {
+                "merge": partial(merge_day, chunk_rows=DEFAULT_CHUNK_ROWS, **more),
+                "check": partial(merged_day, **more),
+            }
+            row: dict[str, Any] = {"target_rows_before": number * rows}
+            outcome = {}
+            for name, step in steps.items():
+                cpu, started = server_cpu_seconds(pid), time.perf_counter()
+                outcome[name] = step(conn, spec, day)
+                row[f"{name}_seconds"] = round(time.perf_counter() - started, 2)
+                if cpu is not None:
+                    row[f"{name}_mysql_cpu_seconds"] = round(server_cpu_seconds(pid) - cpu, 2)
+            merged = sum(outcome["check"].merged.values())
+            if outcome["merge"].inserted != rows or merged != rows:  # a broken merge is no result
+                raise RuntimeError(f"{day}: inserted {outcome['merge'].inserted}, {merged} checked")
+            row["target_mb_after"] = round(target_megabytes(settings, spec.mysql.target_table))
+            per_day.append(row)
+            print(json.dumps(row), flush=True)
+    return {
+        "rows_per_day": rows,
+        "connections": connections,
+        "buffer_pool_mb": buffer_pool // 2**20,
+        "days": per_day,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with bench_server("bench_growth") as (settings, pid):
+        result = run(settings, pid, args.days, args.rows, args.connections)
+    write_json(result, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
