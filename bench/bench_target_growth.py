@@ -10,7 +10,7 @@ pass (`merged_day`): seconds, and the MySQL server's CPU seconds when it is the 
 server. MySQL: `MIGRATION_MYSQL_URL` when set (database `bench_growth`), else a throwaway
 MariaDB (its 512 MB buffer pool is what `make demo` and `make bench` use).
 
-    .venv/bin/python bench/bench_target_growth.py --days 8 --rows 1000000
+    .venv/bin/python bench/bench_target_growth.py --days 8 --rows 1000000 [--order random]
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def example_spec() -> MigrationSpec:
     return parse_spec(data)
 
 
-def day_table(spec: MigrationSpec, number: int, rows: int) -> pa.Table:
-    """Day `number`'s puts in the partition schema, sorted by the MySQL key."""
+def day_table(spec: MigrationSpec, number: int, rows: int, order: str = "key") -> pa.Table:
+    """Day `number`'s puts in the partition schema, sorted by the MySQL key as
+    `parquet_partitions` writes them (`order="random"`: shuffled, to measure what that buys)."""
     rng = np.random.default_rng(number)
     midnight = int(dt.datetime.combine(FIRST_DAY, dt.time(), dt.UTC).timestamp()) + number * 86_400
     columns = {
@@ -64,6 +65,8 @@ def day_table(spec: MigrationSpec, number: int, rows: int) -> pa.Table:
     }
     schema = partition_schema(spec)
     table = pa.table([columns[f.name].cast(f.type) for f in schema], schema=schema)
+    if order == "random":
+        return table.take(pa.array(rng.permutation(rows)))
     return table.sort_by([(name, "ascending") for name in spec.mysql.key])
 
 
@@ -79,7 +82,14 @@ def target_megabytes(settings: MySQLSettings, table: str) -> float:
         return int(cur.fetchone()[0]) / 2**20
 
 
-def run(settings: MySQLSettings, pid: int | None, days: int, rows: int, connections: int) -> dict:
+def run(
+    settings: MySQLSettings,
+    pid: int | None,
+    days: int,
+    rows: int,
+    connections: int,
+    order: str = "key",
+) -> dict:
     spec = example_spec()
     with connection(settings) as conn, conn.cursor() as cur:
         for table in (spec.mysql.target_table, spec.mysql.temp_table):
@@ -91,7 +101,7 @@ def run(settings: MySQLSettings, pid: int | None, days: int, rows: int, connecti
     with connection(settings) as conn:
         for number in range(days):
             day = FIRST_DAY + dt.timedelta(days=number)
-            load_day(conn, spec, day, day_table(spec, number, rows))
+            load_day(conn, spec, day, day_table(spec, number, rows, order))
             more = {"connect": lambda: open_connection(settings), "connections": connections}
             steps = {
                 "merge": partial(merge_day, chunk_rows=DEFAULT_CHUNK_ROWS, **more),
@@ -114,6 +124,7 @@ def run(settings: MySQLSettings, pid: int | None, days: int, rows: int, connecti
     return {
         "rows_per_day": rows,
         "connections": connections,
+        "order": order,
         "buffer_pool_mb": buffer_pool // 2**20,
         "days": per_day,
     }
@@ -124,10 +135,11 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=8)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--order", choices=("key", "random"), default="key")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with bench_server("bench_growth") as (settings, pid):
-        result = run(settings, pid, args.days, args.rows, args.connections)
+        result = run(settings, pid, args.days, args.rows, args.connections, args.order)
     write_json(result, args.json)
     return 0
 
