@@ -27,8 +27,9 @@ test: venv mysql-server
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
-# One day of 1,000,000 items through every asset with its checks, concurrent days, the BIGINT
-# copy: writes bench/results/latest.json and appends to bench/RESULTS.md (~11 minutes here).
+# One day of 1,000,000 items through every asset with its checks, several days at once, a day's
+# merge as the target grows, the BIGINT copy: writes bench/results/latest.json and appends to
+# bench/RESULTS.md (11m21s in the last run here).
 bench: venv mysql-server
 	$(PY) bench/bench_e2e.py $(BENCH_ARGS)
 
