@@ -775,6 +775,8 @@ def main() -> int:
     parser.add_argument("--last", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.days_per_run < 1:
+        parser.error("--days-per-run must be at least 1")
     if args.child:
         child(args.child, args.day, args.last, args.out)
         return 0
