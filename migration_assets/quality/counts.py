@@ -120,6 +120,32 @@ def _seq_ranges(conn: Any, spec: MigrationSpec, day: dt.date, parts: int) -> lis
     return [(low, low + step - 1) for low in range(1, last + 1, step)] or [(1, 0)]
 
 
+def _grouped_in_ranges(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    sql: str,
+    width: int,
+    *,
+    connect: Connect | None,
+    connections: int,
+    alongside: Callable[[Any], Any] | None = None,
+) -> tuple[np.ndarray, Any]:
+    """The rows of `sql` (grouped, over the day's staged rows, `_seq BETWEEN %s AND %s`) for
+    the day's `_seq` cut into ranges that run on up to `connections` connections at once
+    (`conn` and more from `connect`), stacked: a group cut by two ranges comes once per
+    range, so callers sum. `alongside(connection)` runs as one more task; its result second."""
+    tasks: list[Callable[[Any], Any]] = [
+        lambda on, r=r: _grouped_rows(on, sql, (day, *r), width)
+        for r in _seq_ranges(conn, spec, day, connections)
+    ]
+    parts = len(tasks)
+    if alongside is not None:
+        tasks.append(alongside)
+    results = run_on_connections(conn, tasks, connect=connect, connections=connections)
+    return np.vstack(results[:parts]), results[parts] if alongside is not None else None
+
+
 def staged_second_counts(
     conn: Any,
     spec: MigrationSpec,
@@ -136,11 +162,9 @@ def staged_second_counts(
         f"WHERE {q(DAY)} = %s AND {q(SEQ)} BETWEEN %s AND %s AND {q(CHANGE)} = 'put' "
         f"GROUP BY {second.group}"
     )
-    tasks = [
-        lambda on, r=r: _grouped_rows(on, count, (day, *r), 2)
-        for r in _seq_ranges(conn, spec, day, connections)
-    ]
-    rows = np.vstack(run_on_connections(conn, tasks, connect=connect, connections=connections))
+    rows, _ = _grouped_in_ranges(
+        conn, spec, day, count, 2, connect=connect, connections=connections
+    )
     return _sum_by(rows[:, 0], rows[:, 1])  # a second cut by two ranges is summed
 
 
@@ -197,15 +221,17 @@ def merged_day(
         f"WHERE s.{q(DAY)} = %s AND s.{q(SEQ)} BETWEEN %s AND %s AND s.{q(CHANGE)} = 'put' "
         f"GROUP BY {staged.group}, {target.group}"
     )
-    ranges = _seq_ranges(conn, spec, day, connections)
-    tasks: list[Callable[[Any], Any]] = [
-        lambda on, r=r: _grouped_rows(on, join, (day, *r), 7) for r in ranges
-    ]
-    every_row_staged = exclusive(spec)
-    if every_row_staged:
-        tasks.append(lambda on: _target_day_counts(on, spec, day))
-    results = run_on_connections(conn, tasks, connect=connect, connections=connections)
-    rows = np.vstack(results[: len(ranges)])
+    rows, target_in_day = _grouped_in_ranges(
+        conn,
+        spec,
+        day,
+        join,
+        7,
+        connect=connect,
+        connections=connections,
+        # every target row of the day must be staged: count them on a connection meanwhile
+        alongside=(lambda on: _target_day_counts(on, spec, day)) if exclusive(spec) else None,
+    )
     second, target_second, found = rows[:, 0], rows[:, 1], rows[:, 4]
     seconds = day_seconds(day)
     in_day = (found > 0) & (target_second >= seconds.start) & (target_second < seconds.stop)
@@ -215,7 +241,7 @@ def merged_day(
         found_in_day=_sum_by(target_second[in_day], found[in_day]),
         staged_checksums=_sum_by(second, rows[:, 5]),
         target_checksums=_sum_by(second, rows[:, 6]),
-        target_in_day=results[len(ranges)] if every_row_staged else None,
+        target_in_day=target_in_day,
     )
 
 
