@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from migration_assets.quality.validate import bigint_ids, second_count_parity, validate_all
 
 DAY = 1_672_531_200  # 2023-01-01T00:00:00Z
@@ -46,3 +49,24 @@ def test_an_empty_day_on_both_sides_passes_without_a_frame():
     empty = second_count_parity({}, {}, "hop", deferred=True)
     validate_all([empty, second_count_parity(_day(0), _day(0), "hop", deferred=True)])
     assert empty.passed and empty.summary["seconds_compared"] == 0
+
+
+def test_warm_up_imports_great_expectations_once_in_the_background():
+    """In a fresh interpreter: nothing imported it before; two calls start one thread; a
+    validation right after (while the import may still run) gets GE's verdict."""
+    script = """
+import sys
+from migration_assets.quality import validate
+assert "great_expectations" not in sys.modules
+validate.warm_up()
+validate.warm_up()
+assert len(validate._WARM_UP) == 1
+thread = validate._WARM_UP[0]
+assert thread.daemon and thread.name == "great-expectations-import"
+failed = validate.second_count_parity({1: 2}, {1: 3}, "hop")
+assert not failed.passed and failed.summary["ge_unexpected_count"] == 1
+thread.join(timeout=60)
+assert not thread.is_alive() and "great_expectations.expectations" in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

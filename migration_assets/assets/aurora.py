@@ -13,6 +13,7 @@ from ..mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
 from ..mysql.retry import with_retries
 from ..parquet_store import read_partition
 from ..partitions import backfill_policy
+from ..quality.validate import warm_up
 from ..resources import MySQLResource
 from ..spec import MigrationSpec
 from .eta import DayLog, backfill_metadata, day_rows
@@ -90,6 +91,7 @@ def build_aurora_assets(
     def aurora_temp_table(
         context: dg.AssetExecutionContext, config: LoadConfig, s3: S3Resource, mysql: MySQLResource
     ) -> dg.MaterializeResult:
+        warm_up()
         client = s3.get_client()
         prepare_tables(context, spec, mysql)
         results = {}
@@ -134,6 +136,7 @@ def build_aurora_assets(
     def target_table(
         context: dg.AssetExecutionContext, config: MergeConfig, mysql: MySQLResource
     ) -> dg.MaterializeResult:
+        warm_up()
         prepare_tables(context, spec, mysql)
         results = {}
         log = DayLog(context, "merged")

@@ -11,6 +11,7 @@ from ..mysql.ddl import ensure_tables
 from ..mysql.legacy import DEFAULT_COPY_CHUNK_ROWS, catch_up, copy_day
 from ..mysql.retry import with_retries
 from ..partitions import DAYS_PER_RUN
+from ..quality.validate import warm_up
 from ..resources import MySQLResource
 from ..spec import MigrationSpec
 from .aurora import MYSQL_POOL, per_day_result
@@ -44,6 +45,7 @@ def build_bigint_table_copy(
     def bigint_table_copy(
         context: dg.AssetExecutionContext, config: CopyConfig, mysql: MySQLResource
     ) -> dg.MaterializeResult:
+        warm_up()
         results: dict[str, dict[str, Any]] = {}
         for key in context.partition_keys:
             day = parse_day(key)

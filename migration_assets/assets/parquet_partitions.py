@@ -15,6 +15,7 @@ from ..conversion import (
 )
 from ..days import parse_day
 from ..partitions import backfill_policy
+from ..quality.validate import warm_up
 from ..resources import PipesParquetEngine
 from ..spec import MigrationSpec, spec_document
 from .aurora import per_day_result
@@ -79,6 +80,7 @@ def build_parquet_partitions(
     def parquet_partitions(
         context: dg.AssetExecutionContext, s3: S3Resource
     ) -> dg.MaterializeResult:
+        warm_up()  # the checks' Great Expectations, imported while the days convert
         days = [parse_day(key) for key in context.partition_keys]
         try:
             if engine is None:

@@ -14,6 +14,7 @@ costs ~30 ms, which is most of the checks' time.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,30 @@ class Validation:
 
 
 BATCH = "_batch"
+_WARM_UP: list[threading.Thread] = []
+
+
+def warm_up() -> None:
+    """Import Great Expectations in a background thread, once per process.
+
+    The import takes ~2.8 s of one core (scipy, pandas, pydantic models); an asset step
+    calls this first, so the import overlaps the step's I/O and Arrow work (which release
+    the GIL) instead of delaying the first check. A check that needs GE before the import
+    has finished waits for it on Python's import lock; an import that fails here fails
+    again, with its error, where the check imports GE."""
+    if _WARM_UP:
+        return
+    thread = threading.Thread(target=_import_quietly, name="great-expectations-import", daemon=True)
+    _WARM_UP.append(thread)
+    thread.start()
+
+
+def _import_quietly() -> None:
+    try:
+        import great_expectations.expectations  # noqa: F401
+        import pandas  # noqa: F401
+    except Exception:  # reported where the check imports it
+        pass
 
 
 def _expectation(kind: str) -> Any:
