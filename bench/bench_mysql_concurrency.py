@@ -14,9 +14,11 @@ empty target, in four shapes, each on fresh tables:
 
 Each figure is wall seconds and the server's CPU seconds (the throwaway server's, or none
 with `MIGRATION_MYSQL_URL`); `--repeat` runs the shapes in turn that many times and reports
-medians, as the machine is noisy.
+medians, as the machine is noisy. `--buffer-pool-mb` resizes the server's buffer pool first
+(the local stack's is 512 MB; two days in flight, staged and merged, need about 1 GB).
 
-    .venv/bin/python bench/bench_mysql_concurrency.py --rows 1000000 --repeat 3
+    .venv/bin/python bench/bench_mysql_concurrency.py --rows 1000000 --repeat 3 \
+        [--buffer-pool-mb 2048]
 """
 
 from __future__ import annotations
@@ -114,6 +116,22 @@ def shape(settings: MySQLSettings, pid: int | None, name: str, rows: int) -> dic
     return out
 
 
+def buffer_pool_mb(settings: MySQLSettings, resize_to: int | None) -> int:
+    """The server's buffer pool size in MB, after resizing it (a dynamic variable)."""
+    with connection(settings) as conn, conn.cursor() as cur:
+        if resize_to:
+            cur.execute("SET GLOBAL innodb_buffer_pool_size = %s", (resize_to * 2**20,))
+            time.sleep(1)
+            for _ in range(600):  # the resize runs in the background
+                cur.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_resize_status'")
+                row = cur.fetchone()
+                if not row or not row[1] or "ompleted" in row[1]:
+                    break
+                time.sleep(0.1)
+        cur.execute("SELECT @@innodb_buffer_pool_size")
+        return int(cur.fetchone()[0]) // 2**20
+
+
 def medians(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return {key: round(statistics.median(s[key] for s in samples), 2) for key in samples[0]}
 
@@ -124,7 +142,12 @@ def run(settings: MySQLSettings, pid: int | None, rows: int, repeat: int) -> dic
         for name in SHAPES:
             samples[name].append(shape(settings, pid, name, rows))
             print(round_number, name, medians(samples[name][-1:]), flush=True)
-    result: dict[str, Any] = {"rows_per_day": rows, "repeat": repeat, "shapes": {}}
+    result: dict[str, Any] = {
+        "rows_per_day": rows,
+        "repeat": repeat,
+        "buffer_pool_mb": buffer_pool_mb(settings, None),
+        "shapes": {},
+    }
     for name, found in samples.items():
         summary = medians(found)
         if pid is not None:
@@ -153,11 +176,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--buffer-pool-mb", type=int)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.repeat < 1 or args.rows < 1:
         parser.error("--rows and --repeat must be at least 1")
     with bench_server("bench_concurrency") as (settings, pid):
+        print(f"buffer pool: {buffer_pool_mb(settings, args.buffer_pool_mb)} MB", flush=True)
         result = run(settings, pid, args.rows, args.repeat)
     print(markdown(result))
     write_json(result, args.json)
