@@ -3,7 +3,7 @@
 This machine's speed drifts by up to 1.6x within a session, so a change's effect on the
 one-day run is only visible against a baseline measured in turns with it. This seeds one day
 of `--items` items once, runs the day once to split the export (a backfill's steady state,
-not measured), then alternates the variants `--rounds` times, each run into a database and
+not measured), then alternates the variants `--rounds` times (ABBA...), each run into a database and
 Dagster instance of its own, and prints per-step seconds and their medians per variant.
 
 A variant is a checkout of this repository (its `bench/bench_e2e.py --child` runs the day
@@ -121,8 +121,9 @@ def main() -> int:
         run_day(stack, work, 0, *chosen[0])  # splits the export; not measured
         runs: list[list[dict[str, Any]]] = [[] for _ in chosen]
         number = 1
-        for _ in range(args.rounds):
-            for index, (tree, env) in enumerate(chosen):
+        for round_number in range(args.rounds):
+            order = list(enumerate(chosen))  # ABBA...: a drift in speed hits both alike
+            for index, (tree, env) in order[:: -1 if round_number % 2 else 1]:
                 runs[index].append(run_day(stack, work, number, tree, env))
                 print(f"variant {index}", json.dumps(runs[index][-1]), flush=True)
                 number += 1

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
 import sys
 import threading
@@ -55,7 +56,7 @@ def fresh_tables(settings: MySQLSettings, spec: MigrationSpec, time_index: bool)
             cur.execute(f"DROP TABLE IF EXISTS {q(table)}")
         ensure_tables(conn, spec)
         if not time_index:
-            name = f"by_{spec.event_time_column.column}"
+            name = f"by_{spec.event_time_column.column[:60]}"  # as `mysql/ddl.py` names it
             cur.execute(f"DROP INDEX {q(name)} ON {q(spec.mysql.target_table)}")
 
 
@@ -104,30 +105,47 @@ def shape(settings: MySQLSettings, pid: int | None, name: str, rows: int) -> dic
 
     out: dict[str, Any] = {"rows": rows * days}
     for step in STEPS:
-        cpu, started = server_cpu_seconds(pid), time.perf_counter()
+        reads, cpu = buffer_pool_reads(settings), server_cpu_seconds(pid)
+        started = time.perf_counter()
         results = side_by_side([on_own_connection(step, day) for day in tables])
         out[f"{step}_seconds"] = time.perf_counter() - started
+        out[f"{step}_pages_read_from_disk"] = buffer_pool_reads(settings) - reads
         if cpu is not None:
             out[f"{step}_mysql_cpu_seconds"] = server_cpu_seconds(pid) - cpu
         if step == "merge" and sum(r.inserted for r in results) != rows * days:
             raise RuntimeError(f"{name}: the merges inserted {[r.inserted for r in results]}")
         if step == "check" and sum(sum(r.merged.values()) for r in results) != rows * days:
-            raise RuntimeError(f"{name}: the checks found fewer merged rows than staged")
+            raise RuntimeError(f"{name}: the checks found other than the staged rows merged")
     return out
 
 
-def buffer_pool_mb(settings: MySQLSettings, resize_to: int | None) -> int:
-    """The server's buffer pool size in MB, after resizing it (a dynamic variable)."""
+def _status(cur: Any, name: str) -> str:
+    cur.execute("SHOW GLOBAL STATUS LIKE %s", (name,))
+    row = cur.fetchone()
+    return str(row[1]) if row else ""
+
+
+def buffer_pool_reads(settings: MySQLSettings) -> int:
+    """Pages InnoDB had to read from disk so far (a lookup that missed the buffer pool)."""
+    with connection(settings) as conn, conn.cursor() as cur:
+        return int(_status(cur, "Innodb_buffer_pool_reads") or 0)
+
+
+def buffer_pool_mb(settings: MySQLSettings, resize_to: int | None = None) -> int:
+    """The server's buffer pool size in MB, after resizing it (a dynamic variable; the
+    resize runs in the background, so wait until the server reports it done)."""
     with connection(settings) as conn, conn.cursor() as cur:
         if resize_to:
             cur.execute("SET GLOBAL innodb_buffer_pool_size = %s", (resize_to * 2**20,))
-            time.sleep(1)
-            for _ in range(600):  # the resize runs in the background
-                cur.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_resize_status'")
-                row = cur.fetchone()
-                if not row or not row[1] or "ompleted" in row[1]:
+            for _ in range(600):
+                cur.execute("SELECT @@innodb_buffer_pool_size")
+                size = int(cur.fetchone()[0])
+                status = _status(cur, "Innodb_buffer_pool_resize_status")
+                if size == resize_to * 2**20 and "esizing" not in status:
                     break
                 time.sleep(0.1)
+            else:
+                raise RuntimeError(f"the buffer pool did not reach {resize_to} MB in 60 s")
         cur.execute("SELECT @@innodb_buffer_pool_size")
         return int(cur.fetchone()[0]) // 2**20
 
@@ -160,15 +178,16 @@ def run(settings: MySQLSettings, pid: int | None, rows: int, repeat: int) -> dic
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         "| shape | rows | load s (MySQL CPU s) | merge s (MySQL CPU s) | checks s (MySQL CPU s) "
-        "| MySQL CPU µs/row |",
-        "|---|---|---|---|---|---|",
+        "| MySQL CPU µs/row | pages read from disk (load, merge, checks) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, s in result["shapes"].items():
         cells = [
             f"{s[f'{step}_seconds']} ({s.get(f'{step}_mysql_cpu_seconds', '—')})" for step in STEPS
         ]
         per_row = s.get("mysql_cpu_us_per_row", "—")
-        lines.append(f"| {name} | {s['rows']:,} | {' | '.join(cells)} | {per_row} |")
+        reads = ", ".join(f"{int(s[f'{step}_pages_read_from_disk']):,}" for step in STEPS)
+        lines.append(f"| {name} | {s['rows']:,} | {' | '.join(cells)} | {per_row} | {reads} |")
     return "\n".join(lines)
 
 
@@ -181,6 +200,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.repeat < 1 or args.rows < 1:
         parser.error("--rows and --repeat must be at least 1")
+    if args.buffer_pool_mb and os.environ.get("MIGRATION_MYSQL_URL"):
+        parser.error("--buffer-pool-mb resizes the throwaway server only, not a configured one")
     with bench_server("bench_concurrency") as (settings, pid):
         print(f"buffer pool: {buffer_pool_mb(settings, args.buffer_pool_mb)} MB", flush=True)
         result = run(settings, pid, args.rows, args.repeat)

@@ -51,10 +51,15 @@ def test_an_empty_day_on_both_sides_passes_without_a_frame():
     assert empty.passed and empty.summary["seconds_compared"] == 0
 
 
+def _in_a_fresh_interpreter(script: str) -> None:
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_warm_up_imports_great_expectations_once_in_the_background():
-    """In a fresh interpreter: nothing imported it before; two calls start one thread; a
-    validation right after (while the import may still run) gets GE's verdict."""
-    script = """
+    """Nothing imported GE before; two calls start one daemon thread, which imports it."""
+    _in_a_fresh_interpreter(
+        """
 import sys
 from migration_assets.quality import validate
 assert "great_expectations" not in sys.modules
@@ -63,10 +68,21 @@ validate.warm_up()
 assert len(validate._WARM_UP) == 1
 thread = validate._WARM_UP[0]
 assert thread.daemon and thread.name == "great-expectations-import"
-failed = validate.second_count_parity({1: 2}, {1: 3}, "hop")
-assert not failed.passed and failed.summary["ge_unexpected_count"] == 1
 thread.join(timeout=60)
 assert not thread.is_alive() and "great_expectations.expectations" in sys.modules
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    )
+
+
+def test_a_validation_during_the_warm_up_gets_great_expectations_verdict():
+    """A check right after the warm-up started (the import still running) waits for it on
+    the import lock and gets GE's verdict."""
+    _in_a_fresh_interpreter(
+        """
+from migration_assets.quality import validate
+validate.warm_up()
+assert validate._WARM_UP[0].is_alive()
+failed = validate.second_count_parity({1: 2}, {1: 3}, "hop")
+assert not failed.passed and failed.summary["ge_unexpected_count"] == 1
+"""
+    )

@@ -14,6 +14,7 @@ costs ~30 ms, which is most of the checks' time.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ class Validation:
 
 BATCH = "_batch"
 _WARM_UP: list[threading.Thread] = []
+_WARM_UP_LOCK = threading.Lock()
 
 
 def warm_up() -> None:
@@ -42,20 +44,23 @@ def warm_up() -> None:
     calls this first, so the import overlaps the step's I/O and Arrow work (which release
     the GIL) instead of delaying the first check. A check that needs GE before the import
     has finished waits for it on Python's import lock; an import that fails here fails
-    again, with its error, where the check imports GE."""
-    if _WARM_UP:
-        return
-    thread = threading.Thread(target=_import_quietly, name="great-expectations-import", daemon=True)
-    _WARM_UP.append(thread)
+    again, with its error, where the check imports GE. GE's modules (~80 MB) then load
+    during the conversion's peak memory rather than after it."""
+    with _WARM_UP_LOCK:
+        if _WARM_UP:
+            return
+        thread = threading.Thread(
+            target=_import_quietly, name="great-expectations-import", daemon=True
+        )
+        _WARM_UP.append(thread)
     thread.start()
 
 
 def _import_quietly() -> None:
     try:
-        import great_expectations.expectations  # noqa: F401
-        import pandas  # noqa: F401
+        import great_expectations.expectations  # noqa: F401 (it imports pandas too)
     except Exception:  # reported where the check imports it
-        pass
+        logging.getLogger(__name__).debug("importing Great Expectations failed", exc_info=True)
 
 
 def _expectation(kind: str) -> Any:
