@@ -44,7 +44,7 @@ def warm_up() -> None:
     calls this first, so the import overlaps the step's I/O and Arrow work (which release
     the GIL) instead of delaying the first check. A check that needs GE before the import
     has finished waits for it on Python's import lock; an import that fails here fails
-    again, with its error, where the check imports GE. GE's modules (~80 MB) then load
+    again, with its error, where the check imports GE. GE's modules (~180 MB of RSS) then load
     during the conversion's peak memory rather than after it."""
     with _WARM_UP_LOCK:
         if _WARM_UP:
