@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -57,41 +56,21 @@ def run_day(stack: Any, work: Path, number: int, tree: Path, env: dict[str, str]
     and instance; wall seconds of the run and per step, worker and MySQL CPU seconds."""
     settings = stack.mysql.with_database(f"bench_ab_{number}")
     ensure_database(settings)
-    home = work / f"home-{number}"
-    home.mkdir()
-    shutil.copy(tree / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    out = work / f"run-{number}.json"
+    run_work = work / f"run-{number}"
+    run_work.mkdir()
     cpu = server_cpu_seconds(stack.mysql_pid)
-    with (work / f"run-{number}.log").open("w") as log:
-        subprocess.run(
-            [
-                sys.executable,
-                str(tree / "bench" / "bench_e2e.py"),
-                "--child",
-                str(work / "spec.yaml"),
-            ]
-            + ["--out", str(out), "--day", e2e.DAY.isoformat()],
-            env={
-                **os.environ,
-                **stack.environment(),
-                "MIGRATION_MYSQL_URL": settings.url,
-                "MIGRATION_SPEC": str(work / "spec.yaml"),
-                "DAGSTER_HOME": str(home),
-                **env,
-            },
-            cwd=tree,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
+    process = e2e.run_child(
+        stack,
+        work / "spec.yaml",
+        e2e.DAY.isoformat(),
+        settings.database,
+        run_work / "home",
+        run_work,
+        tree=tree,
+        settings=env,
+    )
+    report = e2e.finish_child(process)
     mysql_cpu = (server_cpu_seconds(stack.mysql_pid) or 0) - (cpu or 0)
-    if not out.exists():
-        raise RuntimeError(
-            f"run {number} failed: {(work / f'run-{number}.log').read_text()[-3000:]}"
-        )
-    report = json.loads(out.read_text())
-    if not report["success"] or not all(c["passed"] for c in report["checks"]):
-        raise RuntimeError(f"run {number}: the run or a check failed: {report['checks']}")
     with connection(settings) as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE {q(settings.database)}")
     steps = sorted(report["steps"].items(), key=lambda item: item[1]["start"])

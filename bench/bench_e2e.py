@@ -191,9 +191,14 @@ def run_child(
     home: Path,
     work: Path,
     last: str | None = None,
+    *,
+    tree: Path = REPO,
+    settings: dict[str, str] | None = None,
 ) -> subprocess.Popen:
+    """The day (or `day..last`) in a child process with `tree`'s code (a checkout of this
+    repository; `bench_ab.py` passes another) and extra environment `settings`."""
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(tree / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     out = work / f"child-{day}.json"
     env = {
         **os.environ,
@@ -201,16 +206,18 @@ def run_child(
         "MIGRATION_MYSQL_URL": stack.mysql.with_database(database).url,
         "MIGRATION_SPEC": str(spec_path),
         "DAGSTER_HOME": str(home),
+        **(settings or {}),
     }
     log_path = work / f"child-{day}.log"
-    command = [sys.executable, __file__, "--child", str(spec_path), "--out", str(out)]
+    script = tree / "bench" / "bench_e2e.py"
+    command = [sys.executable, str(script), "--child", str(spec_path), "--out", str(out)]
     command += ["--day", day, *(["--last", last] if last else [])]
     process = subprocess.Popen(
         command,
         env=env,
         stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,
-        cwd=REPO,
+        cwd=tree,
     )
     process.out_path = out  # type: ignore[attr-defined]
     process.log_path = log_path  # type: ignore[attr-defined]

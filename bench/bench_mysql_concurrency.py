@@ -34,13 +34,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import bench_target_growth as growth
 import pyarrow as pa
 from bench_server import bench_server, server_cpu_seconds, write_json
 from bench_target_growth import FIRST_DAY, day_table, example_spec
 
 from migration_assets.identifiers import quote_identifier as q
 from migration_assets.mysql.connection import MySQLSettings, connection, open_connection
-from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.merge import merge_day
 from migration_assets.quality.counts import merged_day
@@ -51,12 +51,11 @@ STEPS = ("load", "merge", "check")
 
 
 def fresh_tables(settings: MySQLSettings, spec: MigrationSpec, time_index: bool) -> None:
-    with connection(settings) as conn, conn.cursor() as cur:
-        for table in (spec.mysql.target_table, spec.mysql.temp_table):
-            cur.execute(f"DROP TABLE IF EXISTS {q(table)}")
-        ensure_tables(conn, spec)
-        if not time_index:
-            name = f"by_{spec.event_time_column.column[:60]}"  # as `mysql/ddl.py` names it
+    """`bench_target_growth.fresh_tables`, without the target's event-time index if asked."""
+    growth.fresh_tables(settings, spec)
+    if not time_index:
+        name = f"by_{spec.event_time_column.column[:60]}"  # as `mysql/ddl.py` names it
+        with connection(settings) as conn, conn.cursor() as cur:
             cur.execute(f"DROP INDEX {q(name)} ON {q(spec.mysql.target_table)}")
 
 

@@ -70,6 +70,14 @@ def day_table(spec: MigrationSpec, number: int, rows: int, order: str = "key") -
     return table.sort_by([(name, "ascending") for name in spec.mysql.key])
 
 
+def fresh_tables(settings: MySQLSettings, spec: MigrationSpec) -> None:
+    """An empty staging table and target, as the spec defines them."""
+    with connection(settings) as conn, conn.cursor() as cur:
+        for table in (spec.mysql.target_table, spec.mysql.temp_table):
+            cur.execute(f"DROP TABLE IF EXISTS {q(table)}")
+        ensure_tables(conn, spec)
+
+
 def target_megabytes(settings: MySQLSettings, table: str) -> float:
     with connection(settings) as conn, conn.cursor() as cur:
         cur.execute(f"ANALYZE TABLE {q(table)}")
@@ -91,12 +99,10 @@ def run(
     order: str = "key",
 ) -> dict:
     spec = example_spec()
+    fresh_tables(settings, spec)
     with connection(settings) as conn, conn.cursor() as cur:
-        for table in (spec.mysql.target_table, spec.mysql.temp_table):
-            cur.execute(f"DROP TABLE IF EXISTS {q(table)}")
         cur.execute("SELECT @@innodb_buffer_pool_size")
         buffer_pool = int(cur.fetchone()[0])
-        ensure_tables(conn, spec)
     per_day: list[dict[str, Any]] = []
     with connection(settings) as conn:
         for number in range(days):
