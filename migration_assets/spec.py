@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ SPEC_ENV_VAR = "MIGRATION_SPEC"
 
 EventTimeUnit = Literal["s", "ms", "us", "iso8601"]
 MergeMode = Literal["upsert", "update_only"]
+TargetPartitioning = Literal["day", "none"]
 OnDelete = Literal["delete_row", "null_columns", "ignore"]
 
 
@@ -210,6 +211,9 @@ class MySQLSpec:
     update_columns: tuple[str, ...]
     mode: MergeMode = "upsert"
     on_delete: OnDelete = "delete_row"
+    # "day": the target is RANGE-partitioned by the event time, one partition per day
+    # (mysql/partitioning.py); "none": one B-tree plus an index on the event time
+    target_partitioning: TargetPartitioning = "none"
 
 
 @dataclass(frozen=True)
@@ -513,6 +517,20 @@ def _check_references(spec_parts: dict[str, Any], problems: _Problems) -> None:
                 f"mysql.update_columns[{index}]",
                 f"{name!r} is a key column; keys are matched, not updated",
             )
+    if mysql.get("target_partitioning") == "day":
+        event = by_attribute.get(event_time.attribute) if event_time else None
+        if spec_parts.get("legacy_copy") is not None:
+            problems.add(
+                "mysql.target_partitioning",
+                "'day' cannot apply with legacy_copy: the target then takes the legacy table's "
+                "layout, whose id is a key without the event time",
+            )
+        elif event is not None and event.column not in (mysql.get("key") or ()):
+            problems.add(
+                "mysql.target_partitioning",
+                f"'day' needs the event time column {event.column!r} in mysql.key (a "
+                "partitioned table's keys must hold its partitioning column)",
+            )
     tables = [
         ("mysql.temp_table", mysql.get("temp_table")),
         ("mysql.target_table", mysql.get("target_table")),
@@ -540,6 +558,23 @@ def _check_references(spec_parts: dict[str, Any], problems: _Problems) -> None:
             problems.add(path, f"{name!r} is already used by {seen[name.lower()]}")
         elif name:
             seen[name.lower()] = path
+
+
+def _default_partitioning(
+    mysql: dict[str, Any],
+    event_time: EventTime | None,
+    columns: tuple[Column, ...],
+    legacy: LegacyCopySpec | None,
+) -> TargetPartitioning:
+    """What `auto` (the default) means: `day` wherever it is possible. A unique key of a
+    partitioned table must hold the partitioning column, so the key must hold the event
+    time; and with legacy_copy the target is the legacy table's own layout (its
+    AUTO_INCREMENT id is a key of its own)."""
+    event = next(
+        (c.column for c in columns if event_time and c.attribute == event_time.attribute), None
+    )
+    possible = legacy is None and event is not None and event in (mysql.get("key") or ())
+    return "day" if possible else "none"
 
 
 def parse_spec(data: Any, source: str = "<memory>") -> MigrationSpec:
@@ -604,7 +639,15 @@ def parse_spec(data: Any, source: str = "<memory>") -> MigrationSpec:
     mysql, mysql_parts = None, {}
     if section := top.section("mysql"):
         section.check_keys(
-            {"temp_table", "target_table", "key", "update_columns", "mode", "on_delete"}
+            {
+                "temp_table",
+                "target_table",
+                "key",
+                "update_columns",
+                "mode",
+                "on_delete",
+                "target_partitioning",
+            }
         )
         mode = section.choice("mode", ("upsert", "update_only"), "upsert")
         default_on_delete = "null_columns" if mode == "update_only" else "delete_row"
@@ -616,6 +659,9 @@ def parse_spec(data: Any, source: str = "<memory>") -> MigrationSpec:
             "mode": mode,
             "on_delete": section.choice(
                 "on_delete", ("delete_row", "null_columns", "ignore"), default_on_delete
+            ),
+            "target_partitioning": section.choice(
+                "target_partitioning", ("day", "none", "auto"), "auto"
             ),
         }
         if mysql_parts["key"] is not None and not mysql_parts["key"]:
@@ -632,6 +678,12 @@ def parse_spec(data: Any, source: str = "<memory>") -> MigrationSpec:
         if source_table and time_column and bigint_columns is not None:
             legacy = LegacyCopySpec(source_table, time_column, bigint_columns)
 
+    if mysql_parts.get("target_partitioning") == "auto":
+        mysql_parts["target_partitioning"] = _default_partitioning(
+            mysql_parts, event_time, columns, legacy
+        )
+        if mysql is not None:
+            mysql = replace(mysql, target_partitioning=mysql_parts["target_partitioning"])
     _check_references(
         {
             "columns": columns,

@@ -66,8 +66,9 @@ def target_rows(settings, spec):
     return [tuple(r) for r in rows]
 
 
-def test_tables_follow_the_spec(mysql_db):
-    spec = orders_spec()
+@pytest.mark.parametrize("partitioning", ["none", "day"])
+def test_tables_follow_the_spec(mysql_db, partitioning):
+    spec = orders_spec(target_partitioning=partitioning)
     with connection(mysql_db) as conn:
         ensure_tables(conn, spec)
         target = table_columns(conn, "orders")
@@ -76,7 +77,8 @@ def test_tables_follow_the_spec(mysql_db):
     assert target["customer_id"].data_type == "bigint" and not target["customer_id"].nullable
     assert target["amount"].column_type == "decimal(18,4)"
     indexes = fetch(mysql_db, "SHOW INDEX FROM `orders` WHERE Column_name = 'created_at'")
-    assert any(index[2] != "PRIMARY" for index in indexes)  # an index on the event time
+    # unpartitioned: an index on the event time; by day, the day's partition answers instead
+    assert any(index[2] != "PRIMARY" for index in indexes) == (partitioning == "none")
 
 
 def test_a_conflicting_target_is_refused_and_left_alone(mysql_db):
@@ -206,9 +208,10 @@ def _on(mysql_db, connections):
     return {"connect": lambda: connection(mysql_db), "connections": connections}
 
 
+@pytest.mark.parametrize("partitioning", ["day", "none"])
 @pytest.mark.parametrize("connections", [1, 2, 3])
-def test_upsert_merge_with_deletes_is_idempotent(mysql_db, connections):
-    spec = orders_spec()  # upsert, delete_row
+def test_upsert_merge_with_deletes_is_idempotent(mysql_db, connections, partitioning):
+    spec = orders_spec(target_partitioning=partitioning)  # upsert, delete_row
     _existing(mysql_db, spec)
     with connection(mysql_db) as conn:
         result = merge_day(conn, spec, DAY, chunk_rows=2, **_on(mysql_db, connections))
@@ -226,12 +229,16 @@ def test_upsert_merge_with_deletes_is_idempotent(mysql_db, connections):
     assert (again.inserted, again.updated, again.deleted) == (0, 3, 0)
 
 
+@pytest.mark.parametrize("partitioning", ["day", "none"])
 @pytest.mark.parametrize("connections", [1, 2])
-def test_a_day_new_to_the_target_counts_every_put_as_inserted(mysql_db, connections):
+def test_a_day_new_to_the_target_counts_every_put_as_inserted(
+    mysql_db, connections, partitioning
+):
     """No target row of the day and the event time in the key: nothing can match, so the
     chunks skip counting matches and run on `connections` connections; a row of the day in
-    the target turns both off (upserts of existing rows on two connections deadlock)."""
-    spec = orders_spec()
+    the target turns both off (upserts of existing rows on two connections deadlock). The
+    day's partition, or else the event-time index, tells whether the day is new."""
+    spec = orders_spec(target_partitioning=partitioning)
     opened = []
 
     def connect():

@@ -184,6 +184,29 @@ def test_on_delete_default_follows_mode(example):
     assert parse_spec(example).mysql.on_delete == "null_columns"
 
 
+def test_target_partitioning_is_by_day_wherever_it_can_be(tmp_path, example):
+    assert parse_spec(example).mysql.target_partitioning == "none"  # legacy_copy's layout
+    del example["legacy_copy"]
+    assert parse_spec(example).mysql.target_partitioning == "day"  # auto, the default
+    example["mysql"]["target_partitioning"] = "none"
+    assert parse_spec(example).mysql.target_partitioning == "none"
+    example["mysql"]["target_partitioning"] = "day"
+    example["mysql"]["key"] = ["customer_id", "order_id"]
+    message = problems_of(tmp_path, example)
+    assert "mysql.target_partitioning: 'day' needs the event time column 'created_at'" in message
+    example["mysql"]["target_partitioning"] = "auto"
+    assert parse_spec(example).mysql.target_partitioning == "none"  # no event time in the key
+    example["mysql"]["target_partitioning"] = "weekly"
+    assert "must be one of day, none, auto, not 'weekly'" in problems_of(tmp_path, example)
+    example["mysql"].update(target_partitioning="day", key=["customer_id", "created_at"])
+    example["legacy_copy"] = {
+        "source_table": "t1",
+        "time_column": "created_at",
+        "bigint_columns": ["id"],
+    }
+    assert "'day' cannot apply with legacy_copy" in problems_of(tmp_path, example)
+
+
 def test_legacy_copy_is_optional(example):
     del example["legacy_copy"]
     spec = parse_spec(example)

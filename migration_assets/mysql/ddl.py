@@ -5,12 +5,15 @@ The staging (temp) table holds many days at once: `_day` first in its primary ke
 append, is replaced or cleaned with one range delete, and merges in bounded `_seq` chunks.
 One row per key and day is guaranteed upstream (parquet_partitions sets key collisions
 aside); a unique key here would cost a second index on every load. The target has the
-spec's composite primary key, BIGINT ids and an index on the event-time column. An
-existing target is compared with the spec and never altered: conflicts are listed.
+spec's composite primary key and BIGINT ids, and is partitioned by day of event time
+(`target_partitioning: day`, `partitioning.py`) or else indexed on the event time. An
+existing target is compared with the spec and never altered: conflicts are listed (its
+partitioning is not a conflict: it changes costs, never results).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from ..identifiers import quote_identifier as q
@@ -18,6 +21,7 @@ from ..identifiers import quote_identifiers
 from ..spec import Column, MigrationSpec
 from .catalog import ColumnInfo, SchemaConflictError, table_columns, unique_keys
 from .legacy import copy_bookkeeping_ddl, copy_target_ddl
+from .partitioning import partition_clause
 
 DAY, SEQ, CHANGE = "_day", "_seq", "_change"
 
@@ -57,14 +61,19 @@ def temp_table_ddl(spec: MigrationSpec) -> str:
     )
 
 
-def target_table_ddl(spec: MigrationSpec) -> str:
+def target_table_ddl(spec: MigrationSpec, today: dt.date | None = None) -> str:
+    """Partitioned by day (`mysql/partitioning.py`), or one B-tree with an event-time index."""
+    by_day = spec.mysql.target_partitioning == "day"
     columns = [_column_sql(c, spec) for c in spec.columns]
+    definitions = [*columns, f"PRIMARY KEY ({quote_identifiers(spec.mysql.key)})"]
+    if not by_day:
+        definitions.append(_event_index(spec))
+    today = today or dt.datetime.now(dt.UTC).date()
     return (
         f"CREATE TABLE IF NOT EXISTS {q(spec.mysql.target_table)} (\n  "
-        + ",\n  ".join(
-            [*columns, f"PRIMARY KEY ({quote_identifiers(spec.mysql.key)})", _event_index(spec)]
-        )
+        + ",\n  ".join(definitions)
         + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        + (f"\n{partition_clause(spec, today)}" if by_day else "")
     )
 
 
