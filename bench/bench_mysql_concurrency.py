@@ -3,13 +3,13 @@
 The several-days goal is bound by CPU (workers and MySQL share 2 cores), so the MySQL CPU
 per row decides it. This measures a day's `load_day`, `merge_day` and merge checks
 (`merged_day`) of `--rows` key-sorted rows (as `parquet_partitions` writes them) into an
-empty target, in four shapes, each on fresh tables:
+empty target partitioned by day (the default layout), in four shapes, each on fresh tables:
 
 - `one_connection`: one day, every statement on one connection;
 - `two_connections`: one day, the merge's chunks and the checks' ranges on two at once
   (what `connections_per_step=2` does for a day alone on the server);
-- `two_connections_no_time_index`: the same without the target's event-time index, to
-  show where the chunks side by side contend;
+- `two_connections_unpartitioned`: the same into the other layout (`target_partitioning:
+  none`: one B-tree and an event-time index), for what partitioning by day changes;
 - `two_days_at_once`: two days, each on one connection, side by side (two runs at once).
 
 Each figure is wall seconds and the server's CPU seconds (the throwaway server's, or none
@@ -39,24 +39,13 @@ import pyarrow as pa
 from bench_server import bench_server, server_cpu_seconds, write_json
 from bench_target_growth import FIRST_DAY, day_table, example_spec
 
-from migration_assets.identifiers import quote_identifier as q
 from migration_assets.mysql.connection import MySQLSettings, connection, open_connection
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.merge import merge_day
 from migration_assets.quality.counts import merged_day
-from migration_assets.spec import MigrationSpec
 
-SHAPES = ("one_connection", "two_connections", "two_connections_no_time_index", "two_days_at_once")
+SHAPES = ("one_connection", "two_connections", "two_connections_unpartitioned", "two_days_at_once")
 STEPS = ("load", "merge", "check")
-
-
-def fresh_tables(settings: MySQLSettings, spec: MigrationSpec, time_index: bool) -> None:
-    """`bench_target_growth.fresh_tables`, without the target's event-time index if asked."""
-    growth.fresh_tables(settings, spec)
-    if not time_index:
-        name = f"by_{spec.event_time_column.column[:60]}"  # as `mysql/ddl.py` names it
-        with connection(settings) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP INDEX {q(name)} ON {q(spec.mysql.target_table)}")
 
 
 def side_by_side(work: list[Callable[[], Any]]) -> list[Any]:
@@ -82,8 +71,8 @@ def side_by_side(work: list[Callable[[], Any]]) -> list[Any]:
 
 def shape(settings: MySQLSettings, pid: int | None, name: str, rows: int) -> dict[str, Any]:
     """One shape on fresh tables: per step, wall and server CPU seconds for all its days."""
-    spec = example_spec()
-    fresh_tables(settings, spec, time_index=name != "two_connections_no_time_index")
+    spec = example_spec("none" if name == "two_connections_unpartitioned" else "day")
+    growth.fresh_tables(settings, spec)
     days = 2 if name == "two_days_at_once" else 1
     connections = 2 if name.startswith("two_connections") else 1
     tables: dict[dt.date, pa.Table] = {

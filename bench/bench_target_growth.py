@@ -2,7 +2,9 @@
 
 The one-day benchmark merges into an empty target. A three-year backfill merges into a
 target that grows to billions of rows, far past any buffer pool, and the example spec's key
-starts with `customer_id`, so every day's rows land all over the target's primary key. This
+starts with `customer_id`, so in an unpartitioned target (`--partitioning none`) every day's
+rows land all over one primary key; partitioned by day (the default layout, `mysql/
+partitioning.py`) each day meets a partition of its own. This
 stages `--days` new days of `--rows` rows each (random customer ids; key-sorted, as
 `parquet_partitions` writes them) with the real `load_day`, and for each day measures
 `merge_day` (a new day: `--connections` connections) and the `target_table_merge_checks`
@@ -10,7 +12,8 @@ pass (`merged_day`): seconds, and the MySQL server's CPU seconds when it is the 
 server. MySQL: `MIGRATION_MYSQL_URL` when set (database `bench_growth`), else a throwaway
 MariaDB (its 512 MB buffer pool is what `make demo` and `make bench` use).
 
-    .venv/bin/python bench/bench_target_growth.py --days 8 --rows 1000000 [--order random]
+    .venv/bin/python bench/bench_target_growth.py --days 8 --rows 1000000 [--order random] \
+        [--partitioning none]
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from migration_assets.identifiers import quote_identifier as q
 from migration_assets.mysql.connection import MySQLSettings, connection, open_connection
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.load import load_day
-from migration_assets.mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
+from migration_assets.mysql.merge import DEFAULT_CHUNK_ROWS, forget_indexes, merge_day
+from migration_assets.mysql.partitioning import forget_layouts
 from migration_assets.parquet_store import partition_schema
 from migration_assets.quality.counts import merged_day
 from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec
@@ -43,9 +47,12 @@ TIERS = pa.array(["bronze", "silver", "gold", "platinum", None])
 ATTRS = pa.array(['{"channel":"web","items":3}', '{"channel":"app","flags":["gift"]}', None])
 
 
-def example_spec() -> MigrationSpec:
+def example_spec(partitioning: str = "day") -> MigrationSpec:
+    """The example's DynamoDB path (every target row comes from a day); `partitioning`:
+    `day` (what the spec's default gives it) or `none` (one B-tree with an event-time index)."""
     data = yaml.safe_load(EXAMPLE_SPEC.read_text())
-    data.pop("legacy_copy")  # the DynamoDB path's merge: every target row comes from a day
+    data.pop("legacy_copy")
+    data["mysql"]["target_partitioning"] = partitioning
     return parse_spec(data)
 
 
@@ -71,11 +78,14 @@ def day_table(spec: MigrationSpec, number: int, rows: int, order: str = "key") -
 
 
 def fresh_tables(settings: MySQLSettings, spec: MigrationSpec) -> None:
-    """An empty staging table and target, as the spec defines them."""
+    """An empty staging table and target, as the spec defines them (and what this process
+    knew of the target before forgotten: the same name may now have another layout)."""
     with connection(settings) as conn, conn.cursor() as cur:
         for table in (spec.mysql.target_table, spec.mysql.temp_table):
             cur.execute(f"DROP TABLE IF EXISTS {q(table)}")
         ensure_tables(conn, spec)
+    forget_layouts()
+    forget_indexes()
 
 
 def target_megabytes(settings: MySQLSettings, table: str) -> float:
@@ -97,8 +107,9 @@ def run(
     rows: int,
     connections: int,
     order: str = "key",
+    partitioning: str = "day",
 ) -> dict:
-    spec = example_spec()
+    spec = example_spec(partitioning)
     fresh_tables(settings, spec)
     with connection(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT @@innodb_buffer_pool_size")
@@ -131,6 +142,7 @@ def run(
         "rows_per_day": rows,
         "connections": connections,
         "order": order,
+        "partitioning": partitioning,
         "buffer_pool_mb": buffer_pool // 2**20,
         "days": per_day,
     }
@@ -142,10 +154,13 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--order", choices=("key", "random"), default="key")
+    parser.add_argument("--partitioning", choices=("day", "none"), default="day")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with bench_server("bench_growth") as (settings, pid):
-        result = run(settings, pid, args.days, args.rows, args.connections, args.order)
+        result = run(
+            settings, pid, args.days, args.rows, args.connections, args.order, args.partitioning
+        )
     write_json(result, args.json)
     return 0
 
