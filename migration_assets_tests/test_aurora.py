@@ -231,9 +231,7 @@ def test_upsert_merge_with_deletes_is_idempotent(mysql_db, connections, partitio
 
 @pytest.mark.parametrize("partitioning", ["day", "none"])
 @pytest.mark.parametrize("connections", [1, 2])
-def test_a_day_new_to_the_target_counts_every_put_as_inserted(
-    mysql_db, connections, partitioning
-):
+def test_a_day_new_to_the_target_counts_every_put_as_inserted(mysql_db, connections, partitioning):
     """No target row of the day and the event time in the key: nothing can match, so the
     chunks skip counting matches and run on `connections` connections; a row of the day in
     the target turns both off (upserts of existing rows on two connections deadlock). The
@@ -343,6 +341,7 @@ def test_assets_from_export_to_target(spec, mysql_db, s3_client, pipeline):
     assert staged["method"].value == "local_infile"
     assert merged["inserted"].value == manifest.rows
     assert merged["connections"].value == 1  # one chunk of 400 rows needs no second one
+    assert merged["target_partition"].value.startswith("none")  # legacy_copy's own layout
     count = fetch(mysql_db, "SELECT COUNT(*) FROM orders")[0][0]
     assert count == manifest.rows
     evaluations = result.get_asset_check_evaluations()
@@ -401,7 +400,10 @@ def test_count_parity_catches_a_row_added_to_the_target(spec, mysql_db, pipeline
     data["s3"]["bucket"], data["dynamodb"]["table"] = spec.s3.bucket, spec.dynamodb.table
     plain = parse_spec(data)
     resources, assets = pipeline(["2023-01-01"], 100, spec=plain)
-    assert dg.materialize(assets, partition_key="2023-01-01", resources=resources).success
+    first = dg.materialize(assets, partition_key="2023-01-01", resources=resources)
+    assert first.success
+    merged = first.asset_materializations_for_node("target_table")[0].metadata
+    assert merged["target_partition"].value == "d20230101"  # the day's own, the intruder's too
     with connection(mysql_db) as conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO orders (customer_id, order_id, created_at, loyalty_tier) "

@@ -89,6 +89,7 @@ def test_a_day_past_the_partitions_gets_its_own_before_its_merge(mysql_db):
         check = merged_day(conn, spec, late)
         assert ensure_day_partition(conn, spec, late) == []  # nothing more to add
     assert result.inserted == 1 and sum(check.merged.values()) == 1
+    assert result.partition == partition_name(late) and result.partitions_added == AHEAD_DAYS + 4
     counts = partitions(mysql_db)
     assert counts[partition_name(late)] == 1 and counts[partition_name(until)] == 1
     assert counts["p_future"] == 0
@@ -131,7 +132,7 @@ def test_an_unpartitioned_target_made_before_is_merged_as_it_is(mysql_db):
         result = merge_day(conn, spec, day)
         assert covered_until(conn, spec, fresh=True) is None
         assert ensure_day_partition(conn, spec, dt.date(2030, 1, 1)) == []
-    assert result.inserted == 1
+    assert result.inserted == 1 and result.partition is None and result.partitions_added == 0
     assert (
         fetch(
             mysql_db,

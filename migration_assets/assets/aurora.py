@@ -167,6 +167,8 @@ def build_aurora_assets(
                 "unmatched": merged.unmatched,
                 "chunks": merged.chunks,
                 "connections": merged.connections,
+                "target_partition": merged.partition or "none (target not partitioned by day)",
+                "partitions_added": merged.partitions_added,
                 "longest_chunk_seconds": round(max(merged.per_chunk, default=0.0), 3),
                 "seconds": round(merged.seconds, 3),
                 "rows_per_second": round(merged.staged / merged.seconds) if merged.seconds else 0,

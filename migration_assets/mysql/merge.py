@@ -23,7 +23,7 @@ from .connection import read_committed
 from .ddl import CHANGE, DAY, SEQ, key_join, merges_table, unmatched_table
 from .legacy import LegacyKey, legacy_key, tombstones_table
 from .parallel import Connect, run_on_connections
-from .partitioning import ensure_day_partition, partitioned_by_day
+from .partitioning import ensure_day_partition, partition_of, partitioned_by_day
 
 DEFAULT_CHUNK_ROWS = 100_000  # ~1 s per chunk here; 0.84x a whole-day statement (bench)
 
@@ -39,6 +39,8 @@ class MergeResult:
     unmatched: int = 0
     chunks: int = 0
     connections: int = 1  # the chunks' connections at once (several only for a new day)
+    partition: str | None = None  # the target partition of the day (None: not partitioned)
+    partitions_added: int = 0  # day partitions split from p_future before this merge
     seconds: float = 0.0
     mode: str = ""
     on_delete: str = ""
@@ -145,9 +147,10 @@ def merge_day(
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
     started = time.perf_counter()
-    ensure_day_partition(conn, spec, day)  # DDL when needed: before any statement of the day
+    added = ensure_day_partition(conn, spec, day)  # DDL when needed: before the day's statements
     sql = _Sql(spec, legacy_key(conn, spec) if spec.legacy_copy else None)
     result = MergeResult(day, mode=spec.mysql.mode, on_delete=spec.mysql.on_delete)
+    result.partition, result.partitions_added = partition_of(conn, spec, day), len(added)
     with conn.cursor() as cur:
         read_committed(conn)
         result.staged, last = (int(v) for v in _fetch(cur, sql.bounds, (day,)))

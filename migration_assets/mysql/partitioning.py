@@ -92,6 +92,16 @@ def covered_until(conn: Any, spec: MigrationSpec, *, fresh: bool = False) -> dt.
     return _COVERED_UNTIL[key]
 
 
+def partition_of(conn: Any, spec: MigrationSpec, day: dt.date) -> str | None:
+    """The target partition that holds `day` (None: the target is not partitioned by day)."""
+    until = covered_until(conn, spec)
+    if until is None:
+        return None
+    if day < spec.partitions.start:
+        return BEFORE
+    return partition_name(day) if day < until else FUTURE
+
+
 def forget_layouts() -> None:
     """Drop what this process read of targets' layouts (for code that drops and re-creates a
     target under the same name, as the benchmarks do)."""
