@@ -35,6 +35,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -312,7 +313,11 @@ def mysql_limits(s3: Any, spec: MigrationSpec, settings: MySQLSettings, day: dt.
                 f"LOAD DATA LOCAL INFILE %s INTO TABLE bare_stage FIELDS TERMINATED BY '\\t' "
                 f"ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names}) SET {sets}"
             )
-            load_s = timed(lambda: (cur.execute(load_sql, (tsv, day)), conn.commit()))
+            loads = []  # the median of 3: this limit is also the goals' yardstick (`goals`)
+            for _ in range(3):
+                cur.execute("TRUNCATE TABLE bare_stage")
+                loads.append(timed(lambda: (cur.execute(load_sql, (tsv, day)), conn.commit())))
+            load_s = statistics.median(loads)
             merge_sql = (
                 f"INSERT INTO bare_target ({quote_identifiers(columns)}) SELECT "
                 f"{quote_identifiers(columns)} FROM bare_stage WHERE `_day` = %s AND "
@@ -578,6 +583,62 @@ def stage_rows(day: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+# Issue 9's goals hold for the machine its stage limits were measured on. This machine's speed
+# varies by up to 1.8x between sessions, so a run's rates are scaled to that machine by the one
+# limit whose statement and table never changed: a bare `LOAD DATA` of the sorted day into the
+# staging table (the issue's "about 247,000 rows/s"; 247,556 in RESULTS.md's 2026-11-23
+# afternoon run). The limits in series are no yardstick since the target became partitioned
+# by day: the bare `INSERT ... SELECT` into it runs 1.6x faster than into the old layout.
+REFERENCE_BARE_LOAD_ROWS_PER_S = 247_556
+GOALS: tuple[tuple[str, int, Any], ...] = (  # (goal, rows/s, the run's rate in the summary)
+    (
+        "one day through every asset and check",
+        50_000,
+        lambda s: s["one_day"]["rows"] / s["one_day"]["run_seconds"],
+    ),
+    (
+        "several days at once: one-day runs",
+        70_000,
+        lambda s: s.get("concurrent", {}).get("one_day_runs", {}).get("rows_per_second"),
+    ),
+    (
+        "several days at once: range runs",
+        70_000,
+        lambda s: s.get("concurrent", {}).get("range_runs", {}).get("rows_per_second"),
+    ),
+    (
+        "BIGINT copy with its check, 1 connection",
+        140_000,
+        lambda s: s.get("bigint_copy", {}).get("ours_1_connection_with_check_rows_per_s"),
+    ),
+    (
+        "BIGINT copy with its check, 2 connections",
+        140_000,
+        lambda s: s.get("bigint_copy", {}).get("ours_2_connections_with_check_rows_per_s"),
+    ),
+)
+
+
+def goals(summary: dict[str, Any]) -> dict[str, Any]:
+    """The run's rates against issue 9's goals, as measured and scaled to the issue's machine."""
+    bare_load = summary["one_day"]["limits"]["bare_load_data_rows_per_s"]
+    scale = REFERENCE_BARE_LOAD_ROWS_PER_S / bare_load
+    rows = []
+    for name, goal, rate_of in GOALS:
+        rate = rate_of(summary)
+        if rate:
+            rows.append(
+                {
+                    "goal": name,
+                    "goal_rows_per_s": goal,
+                    "measured_rows_per_s": round(rate),
+                    "scaled_rows_per_s": round(rate * scale),
+                    "met_when_scaled": rate * scale >= goal,
+                }
+            )
+    return {"bare_load_rows_per_s": round(bare_load), "scale": round(scale, 3), "goals": rows}
+
+
 def projections(summary: dict[str, Any]) -> dict[str, Any]:
     from migration_assets.projection import Deployment, RowCosts, project
 
@@ -728,6 +789,21 @@ def markdown(summary: dict[str, Any]) -> str:
         + ".",
     ]
     lines += _deployment_lines(p["deployments"])
+    g = summary["goals"]
+    lines += [
+        "",
+        f"Issue 9's goals, scaled to the issue's machine by the bare `LOAD DATA` into the staging "
+        f"table ({REFERENCE_BARE_LOAD_ROWS_PER_S:,} rows/s there, {g['bare_load_rows_per_s']:,} "
+        f"in this run: x{g['scale']}):",
+        "",
+        "| goal | rows/s goal | measured | scaled | met |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['goal']} | {r['goal_rows_per_s']:,} | {r['measured_rows_per_s']:,} | "
+        f"{r['scaled_rows_per_s']:,} | {'yes' if r['met_when_scaled'] else 'no'} |"
+        for r in g["goals"]
+    ]
     for name in ("target_growth", "target_growth_unpartitioned"):
         if name not in summary:
             continue
@@ -821,6 +897,7 @@ def main() -> int:
         if args.copy_rows:
             summary["bigint_copy"] = bigint_copy(stack, args.copy_rows, args.copy_repeat)
         summary["projection"] = projections(summary)
+        summary["goals"] = goals(summary)
     finally:
         stop_stack(stack)
         if args.keep_work:
