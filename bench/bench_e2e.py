@@ -584,11 +584,12 @@ def stage_rows(day: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # Issue 9's goals hold for the machine its stage limits were measured on. This machine's speed
-# varies by up to 1.8x between sessions, so a run's rates are scaled to that machine by the one
-# limit whose statement and table never changed: a bare `LOAD DATA` of the sorted day into the
-# staging table (the issue's "about 247,000 rows/s"; 247,556 in RESULTS.md's 2026-11-23
-# afternoon run). The limits in series are no yardstick since the target became partitioned
-# by day: the bare `INSERT ... SELECT` into it runs 1.6x faster than into the old layout.
+# varies by up to 2.6x within a day (bench/RESULTS.md, 2026-12-02), so a run's rates are scaled
+# to that machine by the one limit whose statement and table never changed: a bare `LOAD DATA`
+# of the sorted day into the staging table (the issue's "about 247,000 rows/s"; 247,556 in
+# RESULTS.md's 2026-11-23 afternoon run). The limits in series are no yardstick since the
+# target became partitioned by day: the bare `INSERT ... SELECT` into it runs 1.6x faster than
+# into the old layout.
 REFERENCE_BARE_LOAD_ROWS_PER_S = 247_556
 GOALS: tuple[tuple[str, int, Any], ...] = (  # (goal, rows/s, the run's rate in the summary)
     (
