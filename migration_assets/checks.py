@@ -248,7 +248,10 @@ def build_checks(
                 partitions_def=partitions,
                 description=(
                     "Rows per second of event time: every staged put is in the target with the "
-                    "merged values (update_only: or kept in the unmatched table)."
+                    "merged values (update_only: or kept in the unmatched table). Where every "
+                    "target row of the day must be a staged put and the key holds the event "
+                    "time: the target's rows of the day per second equal the staged puts, "
+                    "whose values the checksum check compares (metadata `compared_by`)."
                 ),
             ),
             dg.AssetCheckSpec(
@@ -270,7 +273,7 @@ def build_checks(
     def merged_checks(
         context: dg.AssetCheckExecutionContext, mysql: MySQLResource
     ) -> Iterator[dg.AssetCheckResult]:
-        """Both target checks judged on one pass over the staged puts (`merged_day`)."""
+        """Both target checks judged on the same facts (`merged_day`: one join, or two scans)."""
 
         def run(day: str) -> dict[str, Validation]:
             with mysql.connect() as conn:
@@ -286,6 +289,8 @@ def build_checks(
                     unit="checksum",
                     deferred=True,
                 )
+                for validation in (counts, values):
+                    validation.summary["compared_by"] = facts.method
                 if values.details:
                     first = values.details[0]["second"]
                     moment = dt.datetime.strptime(first, "%Y-%m-%dT%H:%M:%SZ")

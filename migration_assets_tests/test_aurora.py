@@ -420,7 +420,7 @@ def test_count_parity_catches_a_row_added_to_the_target(spec, mysql_db, pipeline
         raise_on_error=False,
     )
     (parity,) = recheck.get_asset_check_evaluations()
-    assert not parity.passed
+    assert not parity.passed and parity.metadata["compared_by"].value == "scans"
     (mismatch,) = parity.metadata["first_mismatches"].value
     assert mismatch["second"] == "2023-01-01T12:00:00Z"
     assert mismatch["observed"] == mismatch["expected"] + 1
@@ -451,6 +451,7 @@ def test_checksum_parity_catches_a_changed_value(mysql_db, pipeline):
     )
     (checksum,) = recheck.get_asset_check_evaluations()
     assert not checksum.passed and checksum.metadata["mismatched_seconds"].value == 1
+    assert checksum.metadata["compared_by"].value == "join"  # legacy rows share the target
     (drill,) = checksum.metadata["differing_keys_of_first_second"].value
     assert drill["key"]["order_id"] == str(changed[1]) and not drill["missing_in_target"]
     assert drill["target"] == {"loyalty_tier": "tampered"}
@@ -734,11 +735,14 @@ def test_a_delete_never_removes_a_row_of_another_day(mysql_db):
     assert fetch(mysql_db, "SELECT loyalty_tier FROM orders") == (("moved",),)
 
 
+@pytest.mark.parametrize("method", ["join", "auto"])
 @pytest.mark.parametrize("connections", [1, 2, 3])
-def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db, connections):
+def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db, connections, method):
     """Before the merge: (1,1) matches with another tier, (2,1) is a delete whose row is still
     there, (8,8) no staged row has; (1,2) and (4,4) are not in the target yet. On several
-    connections the join is cut into `_seq` ranges: the same facts."""
+    connections the join or the scans are cut into ranges: the same facts. The join counts a
+    put held with other values as missing; the scans (`auto` here) count the target's rows
+    of the day and leave values to the checksums: both see the deleted and the unstaged row."""
     from migration_assets.quality.counts import (
         merged_day,
         merged_second_counts,
@@ -750,15 +754,19 @@ def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db, con
     start = int(dt.datetime.combine(DAY, dt.time(), UTC).timestamp())
     with connection(mysql_db) as conn:
         staged = staged_second_counts(conn, spec, DAY)
-        on = _on(mysql_db, connections)
-        before = merged_second_counts(conn, spec, DAY, merged_day(conn, spec, DAY, **on))
+        on = {**_on(mysql_db, connections), "method": method}
+        found = merged_day(conn, spec, DAY, **on)
+        before = merged_second_counts(conn, spec, DAY, found)
         merge_day(conn, spec, DAY)
         facts = merged_day(conn, spec, DAY, **on)
         after = merged_second_counts(conn, spec, DAY, facts)
-        assert facts == merged_day(conn, spec, DAY)  # one connection, one range
-        assert staged_second_counts(conn, spec, DAY, **on) == staged
-    assert facts.staged == staged  # the one pass also counts the staged puts
-    assert before == {start + 30: 1, start + 50: 1}  # the deleted row, the unstaged row
+        assert facts == merged_day(conn, spec, DAY, method=method)  # one connection
+        assert staged_second_counts(conn, spec, DAY, **_on(mysql_db, connections)) == staged
+    assert facts.method == found.method == ("scans" if method == "auto" else "join")
+    assert facts.staged == staged  # the same pass also counts the staged puts
+    held_elsewhere = {start + 10: 1} if method == "auto" else {}  # (1,1), still bronze
+    assert before == {**held_elsewhere, start + 30: 1, start + 50: 1}
+    assert before != found.staged and after != facts.staged
     assert after == {**staged, start + 50: staged[start + 50] + 1}  # (8,8) is still extra
 
 
@@ -772,12 +780,57 @@ def test_checksums_compare_only_what_the_merge_promises(mysql_db, mode):
     _existing(mysql_db, spec)
     start = int(dt.datetime.combine(DAY, dt.time(), UTC).timestamp())
     with connection(mysql_db) as conn:
-        before = merged_day(conn, spec, DAY)
+        before = merged_day(conn, spec, DAY, method="join")
         merge_day(conn, spec, DAY)
-        after = merged_day(conn, spec, DAY)
+        after = merged_day(conn, spec, DAY, method="join")
     staged_before, target_before = before.staged_checksums, before.target_checksums
     staged_after, target_after = after.staged_checksums, after.target_checksums
     assert staged_before[start + 10] != target_before[start + 10]
     assert staged_after == target_after == staged_before
     matched = {start + 10} if mode == "update_only" else {start + 10, start + 20, start + 50}
     assert set(staged_after) == matched
+
+
+def test_scanned_checksums_see_every_row_of_the_day(mysql_db):
+    """Scans checksum the target's whole day: before the merge (1,1)'s other tier and the
+    rows (2,1), (8,8) no put accounts for differ; after it, only the second of (8,8)."""
+    from migration_assets.quality.counts import merged_day
+
+    spec = orders_spec()
+    _existing(mysql_db, spec)
+    start = int(dt.datetime.combine(DAY, dt.time(), UTC).timestamp())
+    with connection(mysql_db) as conn:
+        before = merged_day(conn, spec, DAY)
+        merge_day(conn, spec, DAY)
+        after = merged_day(conn, spec, DAY)
+        joined = merged_day(conn, spec, DAY, method="join")
+    assert before.method == after.method == "scans"
+    assert set(before.target_checksums) == {start + 10, start + 30, start + 50}
+    assert before.staged_checksums == after.staged_checksums == joined.staged_checksums
+    differing = {
+        second
+        for second in set(after.staged_checksums) | set(after.target_checksums)
+        if after.staged_checksums.get(second) != after.target_checksums.get(second)
+    }
+    assert differing == {start + 50}  # (4,4) and (8,8) there, only (4,4) staged
+    for second in (start + 10, start + 20):  # the join finds the same rows there
+        assert after.target_checksums[second] == joined.target_checksums[second]
+
+
+def test_a_staged_put_outside_its_day_is_compared_by_the_join(mysql_db):
+    """Records before partitions.start are kept with the first day: the target's day window
+    would not hold them, so the comparison falls back to the join, which finds them."""
+    from migration_assets.quality.counts import merged_day, merged_second_counts
+
+    spec = orders_spec()
+    early = dt.datetime.combine(DAY, dt.time(), UTC) - dt.timedelta(seconds=5)
+    rows = [row(1, 1, 7), row(2, 2, 0, created_at=early)]
+    with connection(mysql_db) as conn:
+        ensure_tables(conn, spec)
+        load_day(conn, spec, DAY, day_table(spec, rows))
+        merge_day(conn, spec, DAY)
+        facts = merged_day(conn, spec, DAY)
+        observed = merged_second_counts(conn, spec, DAY, facts)
+    assert facts.method == "join"
+    assert observed == facts.staged and int(early.timestamp()) in facts.staged
+    assert facts.staged_checksums == facts.target_checksums
