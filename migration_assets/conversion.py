@@ -120,11 +120,13 @@ def convert_days(
     days: list[dt.date],
     *,
     log: Callable[[str], None] = lambda message: None,
+    after_reading: Callable[[], None] = lambda: None,
 ) -> Conversion:
     """Write the Parquet partition of every day in `days` (each export file read once) and
-    summarize it. Raises one of `CONVERSION_ERRORS` when the exports or the spec are wrong."""
+    summarize it. Raises one of `CONVERSION_ERRORS` when the exports or the spec are wrong.
+    `after_reading`: see `build_days`."""
     clock = time.perf_counter()
-    stats = build_days(s3, spec, days, log=log)
+    stats = build_days(s3, spec, days, log=log, after_reading=after_reading)
     elapsed = time.perf_counter() - clock
     by_day = {r.day: r for r in stats.results}
     return Conversion(

@@ -321,8 +321,16 @@ def build_days(
     *,
     max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE,
     log: Callable[[str], None] = lambda message: None,
+    after_reading: Callable[[], None] = lambda: None,
 ) -> BuildStats:
-    """Write the Parquet partition of every day in `days`, reading each export file once."""
+    """Write the Parquet partition of every day in `days`, reading each export file once.
+
+    `after_reading()` is called once, when the first group of days has read its exports:
+    decoding keeps both cores busy and takes the GIL between Arrow kernels, while building
+    the days mostly runs long kernels on one core, so background Python work started then
+    slows the conversion least (Great Expectations' import: 5.9 s for the conversion and the
+    import together against 6.8 s started before reading, `bench/RESULTS.md`)."""
+    after_reading = functools.cache(after_reading)  # once, however many groups
     stats = BuildStats()
     groups: dict[tuple[str, ...], list[tuple[dt.date, DayCoverage]]] = defaultdict(list)
     for day in days:
@@ -333,7 +341,7 @@ def build_days(
             )
         groups[tuple(coverage.export_ids)].append((day, coverage))
     for export_ids, members in groups.items():
-        _build_group(s3, spec, export_ids, members, stats, max_rows_per_file, log)
+        _build_group(s3, spec, export_ids, members, stats, max_rows_per_file, log, after_reading)
     return stats
 
 
@@ -345,6 +353,7 @@ def _build_group(
     stats: BuildStats,
     max_rows_per_file: int,
     log: Callable[[str], None],
+    after_reading: Callable[[], None],
 ) -> None:
     manifests = [
         require_manifest(s3, spec.s3.bucket, spec.s3.export_prefix, export_id)
@@ -358,6 +367,7 @@ def _build_group(
         spill = _DaySpill(Path(folder), schema)
         snapshots, full_rejects = _full_export_days(s3, spec, full, day_numbers, spill, stats, log)
         rejects += full_rejects
+        after_reading()
         placed: dict[dt.date, list[Reject]] = defaultdict(list)
         unplaced: list[Reject] = []
         for reject in rejects:
@@ -507,6 +517,12 @@ def _same_key_as_previous(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray
     return pc.fill_null(same, False).to_numpy(zero_copy_only=False)
 
 
+def _puts(ordered: pa.Table) -> np.ndarray:
+    """Whether each row is a put (an Arrow comparison: strings turned into Python objects
+    first would hold the GIL for ~0.1 s per million rows)."""
+    return pc.equal(ordered.column(CHANGE), "put").to_numpy(zero_copy_only=False)
+
+
 def _shadowed_deletes(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:
     """Deletes whose MySQL key also has a put in the day (sorted before them): the put is
     the row's state, so the merge must not delete it."""
@@ -514,7 +530,7 @@ def _shadowed_deletes(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:
     shadowed = np.zeros(count, dtype=bool)
     if count < 2:
         return shadowed
-    is_put = ordered.column(CHANGE).to_numpy(zero_copy_only=False) == "put"
+    is_put = _puts(ordered)
     for index in np.flatnonzero(_same_key_as_previous(ordered, key)) + 1:  # short, rare runs
         shadowed[index] = not is_put[index] and (is_put[index - 1] or shadowed[index - 1])
     return shadowed
@@ -525,7 +541,7 @@ def _repeated_puts(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:
     count = ordered.num_rows
     if count < 2:
         return np.zeros(count, dtype=bool)
-    is_put = ordered.column(CHANGE).to_numpy(zero_copy_only=False) == "put"
+    is_put = _puts(ordered)
     pairs = _same_key_as_previous(ordered, key) & is_put[1:] & is_put[:-1]
     clash = np.zeros(count, dtype=bool)
     clash[1:] |= pairs

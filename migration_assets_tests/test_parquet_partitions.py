@@ -397,14 +397,20 @@ def test_a_full_export_is_split_once_and_later_runs_read_their_days_from_the_spl
         Bucket=spec.s3.bucket, Key=lease, Body=json.dumps({"since": "2999-01-01T00:00:00Z"})
     )
 
-    first = build_days(s3_client, spec, days[:1])
+    def reading_done(each):  # days without a manifest when build_days says it has read
+        return lambda: calls.append([read_manifest(s3_client, each, d) for d in days].count(None))
+
+    calls: list[int] = []
+    first = build_days(s3_client, spec, days[:1], after_reading=reading_done(spec))
     assert first.split_written and first.split_days_read == 0
+    assert calls == [4]  # once, before any day of the run was written
     later = build_days(s3_client, spec, days[1:])
     assert not later.split_written and later.split_days_read == 3
     incremental_files = sum(len(m.files) for m in exports if m.summary.is_incremental)
     assert later.files_read == incremental_files  # no full-export file read again
-    apart = build_days(s3_client, direct, days)
+    apart = build_days(s3_client, direct, days, after_reading=reading_done(direct))
     assert apart.split_days_read == 0 and not apart.split_written
+    assert calls == [4, 4]
     for day in days:
         ours, theirs = read_manifest(s3_client, spec, day), read_manifest(s3_client, direct, day)
         assert ours.rows == theirs.rows and ours.deletes == theirs.deletes

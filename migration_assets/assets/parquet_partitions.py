@@ -80,12 +80,14 @@ def build_parquet_partitions(
     def parquet_partitions(
         context: dg.AssetExecutionContext, s3: S3Resource
     ) -> dg.MaterializeResult:
-        warm_up()  # the checks' Great Expectations, imported while the days convert
         days = [parse_day(key) for key in context.partition_keys]
         try:
-            if engine is None:
-                conversion = convert_days(s3.get_client(), spec, days, log=context.log.info)
+            if engine is None:  # the checks' Great Expectations imports once the exports are read
+                conversion = convert_days(
+                    s3.get_client(), spec, days, log=context.log.info, after_reading=warm_up
+                )
             else:
+                warm_up()  # while the engine converts
                 conversion = convert_remotely(context, spec, context.partition_keys, engine)
         except (*CONVERSION_ERRORS, ConversionFailed) as exc:
             raise dg.Failure(description=str(exc)) from None

@@ -41,8 +41,9 @@ def warm_up() -> None:
     """Import Great Expectations in a background thread, once per process.
 
     The import takes ~2.8 s of one core (scipy, pandas, pydantic models); an asset step
-    calls this first, so the import overlaps the step's I/O and Arrow work (which release
-    the GIL) instead of delaying the first check. A check that needs GE before the import
+    calls this early (`parquet_partitions` once its exports are read: `build_days`), so the
+    import overlaps the step's I/O and Arrow work (which release the GIL) instead of
+    delaying the first check. A check that needs GE before the import
     has finished waits for it on Python's import lock; an import that fails here fails
     again, with its error, where the check imports GE. GE's modules (~180 MB of RSS) then load
     during the conversion's peak memory rather than after it."""
