@@ -235,15 +235,19 @@ def read_partition(
             f"s3://{spec.s3.bucket}/{manifest_key(spec, day)} does not exist: "
             f"parquet_partitions has not been materialized for {day}"
         )
-    tables = []
-    for entry in manifest.files:
+
+    def read(entry: dict[str, Any]) -> pa.Table:
         data = get_object_bytes(s3, spec.s3.bucket, entry["key"])
         if data is None or _digest(data) != entry["sha256"]:
             raise FileNotFoundError(
                 f"s3://{spec.s3.bucket}/{entry['key']} is missing or differs from "
                 f"{manifest_key(spec, day)}"
             )
-        tables.append(pq.read_table(io.BytesIO(data), columns=columns))
+        return pq.read_table(io.BytesIO(data), columns=columns)
+
+    # two files at once: downloads, digests and Parquet decoding let go of the GIL
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="parquet-read") as pool:
+        tables = list(pool.map(read, manifest.files))
     schema = partition_schema(spec)  # Parquet stores DATETIME(0) as ms: cast back, exactly
     if columns is not None:
         schema = pa.schema([schema.field(name) for name in columns])
