@@ -520,7 +520,9 @@ def _same_key_as_previous(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray
 def _puts(ordered: pa.Table) -> np.ndarray:
     """Whether each row is a put (an Arrow comparison: strings turned into Python objects
     first would hold the GIL for ~0.1 s per million rows)."""
-    return pc.equal(ordered.column(CHANGE), "put").to_numpy(zero_copy_only=False)
+    return pc.fill_null(pc.equal(ordered.column(CHANGE), "put"), False).to_numpy(
+        zero_copy_only=False
+    )
 
 
 def _shadowed_deletes(ordered: pa.Table, key: tuple[str, ...]) -> np.ndarray:

@@ -418,3 +418,31 @@ def test_a_full_export_is_split_once_and_later_runs_read_their_days_from_the_spl
     expected = expected_days(spec, s3_client, days)
     for day in days:
         assert actual_day(spec, s3_client, day) == expected[day]
+
+
+def test_after_reading_is_called_once_for_days_of_two_export_chains(
+    spec, s3_client, dynamodb_client
+):
+    """Days whose coverage names different exports are built in two groups, each reading
+    its own exports; the callback still comes once, before any day is written."""
+    from migration_assets.coverage_store import save_coverage
+    from migration_assets.dynamodb.coverage import cover_day
+    from migration_assets.partition_builder import build_days
+
+    days = [dt.date(2023, 1, 1), dt.date(2023, 1, 2)]
+    seed(spec, s3=s3_client, dynamodb=dynamodb_client, mysql=None, days=days, items_per_day=50)
+    exports = completed_exports(s3_client, spec.s3.bucket, spec.s3.export_prefix)
+    full = [m for m in exports if not m.summary.is_incremental]
+    save_coverage(s3_client, spec, cover_day(days[0], exports))
+    save_coverage(s3_client, spec, cover_day(days[1], full))  # another chain: another group
+    written: list[int] = []
+    stats = build_days(
+        s3_client,
+        spec,
+        days,
+        after_reading=lambda: written.append(
+            sum(read_manifest(s3_client, spec, day) is not None for day in days)
+        ),
+    )
+    assert written == [0] and len(stats.results) == 2
+    assert stats.split_written and stats.split_days_read == 1  # the second group's read

@@ -23,6 +23,7 @@ from ..mysql.catalog import table_columns
 from ..mysql.ddl import DAY, SEQ, key_join, unmatched_table
 from ..mysql.legacy import LegacyKey, day_window, tombstones_table
 from ..mysql.parallel import Connect, run_on_connections
+from ..mysql.partitioning import partitioned_by_day
 from ..spec import MigrationSpec
 
 SecondCounts = dict[int, int]  # epoch second -> rows
@@ -214,13 +215,17 @@ def merged_day(
     """The day's staged puts against the target, per second, on up to `connections`
     connections at once (`conn` and more from `connect`).
 
-    Where `scans_suffice`, two grouped scans (`_scanned_day`): the staged puts and the
-    target's day, each counted and checksummed per second; equal counts and equal checksum
-    sums in every second mean the same rows (a 1,000,000-row day: half the time and 40% of
-    the MySQL CPU of the join, `bench/RESULTS.md`). Otherwise, or when a staged put lies
-    outside the day (records before `partitions.start` kept with the first day), or with
-    `method="join"`: each staged put looked up in the target by its key (`_joined_day`)."""
-    if method == "auto" and scans_suffice(spec):
+    Where `scans_suffice` and the target is partitioned by day, two grouped scans
+    (`_scanned_day`): the staged puts and the target's day partition, each counted and
+    checksummed per second; equal counts and equal checksum sums in every second mean the
+    same rows (a 1,000,000-row day: 0.80-0.87 s and 1.39-1.51 s of MySQL CPU against
+    1.98-2.09 s and 3.30-3.56 s, `bench/bench_target_checks.py`; unpartitioned, the day's
+    rows are found through the event-time index, a row lookup each, and the join is
+    faster). Otherwise, or with
+    `method="join"`, or when a staged put lies outside its day (a safeguard: parquet_partitions
+    quarantines such records, but a staging table loaded by other means may hold them): each
+    staged put looked up in the target by its key (`_joined_day`)."""
+    if method == "auto" and scans_suffice(spec) and partitioned_by_day(conn, spec):
         scanned = _scanned_day(conn, spec, day, connect=connect, connections=connections)
         seconds = day_seconds(day)
         if all(second in seconds for second in scanned.staged):
@@ -231,8 +236,9 @@ def merged_day(
 def _scanned_day(
     conn: Any, spec: MigrationSpec, day: dt.date, *, connect: Connect | None, connections: int
 ) -> MergedDay:
-    """Staged puts in `_seq` ranges and the target's day in time windows (its partition, or
-    a range of its event-time index), one task each, interleaved on the connections."""
+    """The target's day as one task (partitioned by day it has no event-time index: a
+    window of the day would scan the whole partition again) and the staged puts in `_seq`
+    ranges, on the connections at once: the target takes one, the ranges the others."""
     columns = checksum_columns(spec)
     staged, target = _event_bucket(spec, "s."), _event_bucket(spec, "t.")
     event = q(spec.event_time_column.column)
@@ -246,17 +252,18 @@ def _scanned_day(
         f"FROM {q(spec.mysql.target_table)} t WHERE t.{event} >= %s AND t.{event} < %s "
         f"GROUP BY {target.group}"
     )
-    staged_tasks = [
-        lambda on, r=r: _grouped_rows(on, staged_sql, (day, *r), 3)
-        for r in _seq_ranges(conn, spec, day, connections)
+    window = (day, day + dt.timedelta(days=1))
+    tasks: list[Callable[[Any], np.ndarray]] = [
+        lambda on: _grouped_rows(on, target_sql, window, 3),
+        *(
+            lambda on, r=r: _grouped_rows(on, staged_sql, (day, *r), 3)
+            for r in _seq_ranges(conn, spec, day, max(1, connections - 1))
+        ),
     ]
-    target_tasks = [
-        lambda on, w=w: _grouped_rows(on, target_sql, w, 3)
-        for w in _time_windows(day, len(staged_tasks))
-    ]
-    tasks = [task for pair in zip(target_tasks, staged_tasks, strict=True) for task in pair]
-    results = run_on_connections(conn, tasks, connect=connect, connections=connections)
-    target_rows, staged_rows = np.vstack(results[0::2]), np.vstack(results[1::2])
+    target_rows, *staged_parts = run_on_connections(
+        conn, tasks, connect=connect, connections=connections
+    )
+    staged_rows = np.vstack(staged_parts)
     target_counts = _sum_by(target_rows[:, 0], target_rows[:, 1])
     return MergedDay(
         staged=_sum_by(staged_rows[:, 0], staged_rows[:, 1]),
@@ -266,13 +273,6 @@ def _scanned_day(
         target_checksums=_sum_by(target_rows[:, 0], target_rows[:, 2]),
         method="scans",
     )
-
-
-def _time_windows(day: dt.date, parts: int) -> list[tuple[dt.datetime, dt.datetime]]:
-    """The UTC day cut into `parts` windows of whole seconds, as naive UTC datetimes."""
-    start = dt.datetime.combine(day, dt.time())
-    bounds = [start + dt.timedelta(seconds=86_400 * n // parts) for n in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _joined_day(
@@ -334,7 +334,8 @@ def _sum_by(seconds: np.ndarray, values: np.ndarray) -> SecondCounts:
 def merged_second_counts(
     conn: Any, spec: MigrationSpec, day: dt.date, facts: MergedDay
 ) -> SecondCounts:
-    """Staged puts of the day that the target holds with the merged values, per second.
+    """Staged puts of the day that the target holds with the merged values, per second
+    (compared by `scans`: the target's rows of the day, whose values the checksums judge).
 
     When the target's rows of the day come only from the staged puts (`exclusive`), any
     other target row of the day (one added, or a deleted row still present) is counted too
@@ -439,10 +440,12 @@ def mysql_id_types(conn: Any, table: str, columns: tuple[str, ...]) -> dict[str,
 
 
 def _row_hash(alias: str, columns: tuple[str, ...]) -> str:
-    """An order-independent per-row hash: CRC32 of the values joined with a separator that
-    cannot be mistaken for NULL (NULL becomes a marker of its own)."""
-    parts = ", ".join(f"IFNULL({alias}.{q(c)}, '\\\\N')" for c in columns)
-    return f"CRC32(CONCAT_WS('|', {parts}))"
+    """A per-row hash, summed per second (order-independent): CRC32 of the values, each
+    `QUOTE`d (a string quoted and escaped, NULL the bare word NULL) and joined by commas, so
+    two different rows never hash the same text (a value holding the separator, or a string
+    that reads like NULL, cannot pass for another)."""
+    parts = ", ".join(f"QUOTE({alias}.{q(c)})" for c in columns)
+    return f"CRC32(CONCAT_WS(',', {parts}))"
 
 
 def checksum_columns(spec: MigrationSpec) -> tuple[str, ...]:
@@ -486,11 +489,52 @@ def differing_keys(
             {
                 "key": key,
                 "missing_in_target": bool(row[-1]),
+                "not_staged": False,
                 "staged": {u: str(v) for u, v in zip(updates, staged_values, strict=True)},
                 "target": {u: str(v) for u, v in zip(updates, merged_values, strict=True)},
             }
         )
     return result
+
+
+def unstaged_rows(
+    conn: Any, spec: MigrationSpec, day: dt.date, second: int, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Drill-down for one mismatching second where every target row of the day must be a
+    staged put (`scans_suffice`): target rows of that second whose key no staged put of the
+    day has (a row added, or a deleted row left behind). Both sides' rows of the second are
+    read and compared here (the staging table has no index on the key to probe)."""
+    event = spec.event_time_column.column
+    keys = ", ".join(q(k) for k in spec.mysql.key)
+    updates = spec.mysql.update_columns
+    start = dt.datetime.fromtimestamp(second, dt.UTC).replace(tzinfo=None)
+    window = (start, start + dt.timedelta(seconds=1))
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {keys} FROM {q(spec.mysql.temp_table)} WHERE {q(DAY)} = %s "
+            f"AND {q(CHANGE)} = 'put' AND {q(event)} >= %s AND {q(event)} < %s",
+            (day, *window),
+        )
+        staged = {tuple(row) for row in cur.fetchall()}
+        selected = ", ".join([keys, *(q(u) for u in updates)])
+        cur.execute(
+            f"SELECT {selected} FROM {q(spec.mysql.target_table)} "
+            f"WHERE {q(event)} >= %s AND {q(event)} < %s",
+            window,
+        )
+        rows = cur.fetchall()
+    width = len(spec.mysql.key)
+    return [
+        {
+            "key": dict(zip(spec.mysql.key, (str(v) for v in row[:width]), strict=True)),
+            "missing_in_target": False,
+            "not_staged": True,
+            "staged": {},
+            "target": {u: str(v) for u, v in zip(updates, row[width:], strict=True)},
+        }
+        for row in rows
+        if tuple(row[:width]) not in staged
+    ][:limit]
 
 
 def mismatched_seconds(expected: SecondCounts, observed: SecondCounts) -> list[int]:
