@@ -29,7 +29,7 @@ test: venv mysql-server
 
 # One day of 1,000,000 items through every asset with its checks, several days at once, a day's
 # merge as the target grows, the BIGINT copy: writes bench/results/latest.json and appends to
-# bench/RESULTS.md (13m32s to 23m49s in the runs here).
+# bench/RESULTS.md (12m10s to 23m49s in the runs here).
 bench: venv mysql-server
 	$(PY) bench/bench_e2e.py $(BENCH_ARGS)
 
