@@ -221,10 +221,10 @@ def merged_day(
     same rows (a 1,000,000-row day: 0.80-0.87 s and 1.39-1.51 s of MySQL CPU against
     1.98-2.09 s and 3.30-3.56 s, `bench/bench_target_checks.py`; unpartitioned, the day's
     rows are found through the event-time index, a row lookup each, and the join is
-    faster). Otherwise, or with
-    `method="join"`, or when a staged put lies outside its day (a safeguard: parquet_partitions
-    quarantines such records, but a staging table loaded by other means may hold them): each
-    staged put looked up in the target by its key (`_joined_day`)."""
+    faster). Otherwise, or with `method="join"`, or when a staged put lies outside its day (a
+    safeguard: parquet_partitions quarantines such records, but a staging table loaded by
+    other means may hold them): each staged put looked up in the target by its key
+    (`_joined_day`)."""
     if method == "auto" and scans_suffice(spec) and partitioned_by_day(conn, spec):
         scanned = _scanned_day(conn, spec, day, connect=connect, connections=connections)
         seconds = day_seconds(day)
