@@ -250,9 +250,10 @@ def build_checks(
                 description=(
                     "Rows per second of event time: every staged put is in the target with the "
                     "merged values (update_only: or kept in the unmatched table). Where every "
-                    "target row of the day must be a staged put and the key holds the event "
-                    "time: the target's rows of the day per second equal the staged puts, "
-                    "whose values the checksum check compares (metadata `compared_by`)."
+                    "target row of the day must be a staged put, the key holds the event time "
+                    "and the target is partitioned by day: the target's rows of the day per "
+                    "second equal the staged puts, whose values the checksum check compares "
+                    "(metadata `compared_by`)."
                 ),
             ),
             dg.AssetCheckSpec(
