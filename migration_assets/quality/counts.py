@@ -147,6 +147,30 @@ def _grouped_in_ranges(
     return np.vstack(results[:parts]), results[parts] if alongside is not None else None
 
 
+def _staged_seconds_sql(spec: MigrationSpec, *aggregates: str) -> str:
+    """`c0` the second, `c1` the rows and `c2...` the `aggregates` (over alias `s`) of the
+    day's staged puts in a `_seq` range, per second (parameters: day, low, high)."""
+    second = _event_bucket(spec, "s.")
+    extra = "".join(f", {a} AS c{n}" for n, a in enumerate(aggregates, start=2))
+    return (
+        f"SELECT {second.select} AS c0, COUNT(*) AS c1{extra} FROM {q(spec.mysql.temp_table)} s "
+        f"WHERE s.{q(DAY)} = %s AND s.{q(SEQ)} BETWEEN %s AND %s AND s.{q(CHANGE)} = 'put' "
+        f"GROUP BY {second.group}"
+    )
+
+
+def _target_seconds_sql(spec: MigrationSpec, *aggregates: str) -> str:
+    """The same of the target's rows in a time window (alias `t`; parameters: start, end):
+    the day's partition, or a range of the event-time index."""
+    second = _event_bucket(spec, "t.")
+    event = q(spec.event_time_column.column)
+    extra = "".join(f", {a} AS c{n}" for n, a in enumerate(aggregates, start=2))
+    return (
+        f"SELECT {second.select} AS c0, COUNT(*) AS c1{extra} FROM {q(spec.mysql.target_table)} t "
+        f"WHERE t.{event} >= %s AND t.{event} < %s GROUP BY {second.group}"
+    )
+
+
 def staged_second_counts(
     conn: Any,
     spec: MigrationSpec,
@@ -157,12 +181,7 @@ def staged_second_counts(
 ) -> SecondCounts:
     """Rows per second of the day's puts in the staging table, counted in `_seq` ranges on
     up to `connections` connections at once (`conn` and more from `connect`)."""
-    second = _event_bucket(spec)
-    count = (
-        f"SELECT {second.select} AS c0, COUNT(*) AS c1 FROM {q(spec.mysql.temp_table)} "
-        f"WHERE {q(DAY)} = %s AND {q(SEQ)} BETWEEN %s AND %s AND {q(CHANGE)} = 'put' "
-        f"GROUP BY {second.group}"
-    )
+    count = _staged_seconds_sql(spec)
     rows, _ = _grouped_in_ranges(
         conn, spec, day, count, 2, connect=connect, connections=connections
     )
@@ -240,18 +259,8 @@ def _scanned_day(
     window of the day would scan the whole partition again) and the staged puts in `_seq`
     ranges, on the connections at once: the target takes one, the ranges the others."""
     columns = checksum_columns(spec)
-    staged, target = _event_bucket(spec, "s."), _event_bucket(spec, "t.")
-    event = q(spec.event_time_column.column)
-    staged_sql = (
-        f"SELECT {staged.select} AS c0, COUNT(*) AS c1, SUM({_row_hash('s', columns)}) AS c2 "
-        f"FROM {q(spec.mysql.temp_table)} s WHERE s.{q(DAY)} = %s "
-        f"AND s.{q(SEQ)} BETWEEN %s AND %s AND s.{q(CHANGE)} = 'put' GROUP BY {staged.group}"
-    )
-    target_sql = (
-        f"SELECT {target.select} AS c0, COUNT(*) AS c1, SUM({_row_hash('t', columns)}) AS c2 "
-        f"FROM {q(spec.mysql.target_table)} t WHERE t.{event} >= %s AND t.{event} < %s "
-        f"GROUP BY {target.group}"
-    )
+    staged_sql = _staged_seconds_sql(spec, f"SUM({_row_hash('s', columns)})")
+    target_sql = _target_seconds_sql(spec, f"SUM({_row_hash('t', columns)})")
     window = (day, day + dt.timedelta(days=1))
     tasks: list[Callable[[Any], np.ndarray]] = [
         lambda on: _grouped_rows(on, target_sql, window, 3),
@@ -359,15 +368,8 @@ def merged_second_counts(
 
 
 def _target_day_counts(conn: Any, spec: MigrationSpec, day: dt.date) -> SecondCounts:
-    """All target rows of the day per second (a range of the time index)."""
-    event = q(spec.event_time_column.column)
-    bucket = _event_bucket(spec, "t.")
-    return _grouped(
-        conn,
-        f"SELECT {bucket.select} AS c0, COUNT(*) AS c1 FROM {q(spec.mysql.target_table)} t "
-        f"WHERE t.{event} >= %s AND t.{event} < %s GROUP BY {bucket.group}",
-        (day, day + dt.timedelta(days=1)),
-    )
+    """All target rows of the day per second."""
+    return _grouped(conn, _target_seconds_sql(spec), (day, day + dt.timedelta(days=1)))
 
 
 def _unstaged(in_day: SecondCounts, matched_in_day: SecondCounts) -> SecondCounts:
