@@ -34,7 +34,7 @@ from migration_assets.mysql.connection import (
 )
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.legacy import DEFAULT_COPY_CHUNK_ROWS, copy_day, legacy_key
-from migration_assets.quality.counts import copied_second_counts, legacy_second_counts
+from migration_assets.mysql.seconds import copied_second_counts, legacy_second_counts
 from migration_assets.quality.validate import second_count_parity
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 

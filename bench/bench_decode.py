@@ -6,7 +6,7 @@ generator) and in the same run, the median of `--repeat` timings of:
   - the same with the per-value path for every map (the widened read turned off, as for a
     file whose maps are keyed by data): the path every map took before `typed_arrow`;
   - four such files decoded one after the other, and two at a time on two threads (what
-    `partition_builder` does).
+    `parquet/day_builder` does).
 
     .venv/bin/python bench/bench_decode.py --lines 200000 --repeat 3
 """
@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_parquet import median_time  # the same median-of-repeats timing
 
 from migration_assets.devstack import synthetic
-from migration_assets.devstack.export_writer import encode_full_line
 from migration_assets.dynamodb import shapes
 from migration_assets.dynamodb.decode import decode_full_file
+from migration_assets.dynamodb.export_writer import encode_full_line
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 
 

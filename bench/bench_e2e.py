@@ -120,7 +120,7 @@ def child(spec_path: Path, day: str, last: str | None, out: Path) -> None:
     import dagster as dg
 
     from migration_assets.definitions import build_assets
-    from migration_assets.resources import default_resources
+    from migration_assets.defs.resources import default_resources
     from migration_assets.spec import load_spec
 
     spec = load_spec(spec_path)
@@ -292,7 +292,7 @@ def json_limits(blobs: list[bytes]) -> dict[str, float]:
 def mysql_limits(s3: Any, spec: MigrationSpec, settings: MySQLSettings, day: dt.date) -> dict:
     """Bare LOAD DATA and INSERT ... SELECT of the same day, and executemany on a sample."""
     from migration_assets.mysql.load import _load_columns, tsv_chunks
-    from migration_assets.parquet_store import read_partition
+    from migration_assets.parquet.store import read_partition
 
     table = read_partition(s3, spec, day)
     table = table.sort_by([(k, "ascending") for k in spec.mysql.key])

@@ -36,7 +36,7 @@ from migration_assets.mysql.connection import (
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.load import load_day, tsv_chunks
 from migration_assets.mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
-from migration_assets.parquet_store import partition_schema
+from migration_assets.parquet.store import partition_schema
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 
 DAY = dt.date(2025, 6, 1)

@@ -42,7 +42,7 @@ from bench_target_growth import FIRST_DAY, day_table, example_spec
 from migration_assets.mysql.connection import MySQLSettings, connection, open_connection
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.merge import merge_day
-from migration_assets.quality.counts import merged_day
+from migration_assets.mysql.seconds import merged_day
 
 SHAPES = ("one_connection", "two_connections", "two_connections_unpartitioned", "two_days_at_once")
 STEPS = ("load", "merge", "check")

@@ -4,7 +4,7 @@ Runs on the local stack (a moto server of its own). For N generated items of one
 writes a full export in the exact AWS layout, then measures in the same run:
   - machine limits: gunzip alone, pyarrow's JSON reader on the decompressed lines, and a
     Python `json.loads` loop (the naive approach) on a sample;
-  - the real path: `partition_builder.build_days` for the day (S3 download, md5, typed
+  - the real path: `day_builder.build_days` for the day (S3 download, md5, typed
     decoding, Parquet write and upload, manifest commit), `--repeat` times, median taken.
 Two item shapes: `scalar` (10 attributes, every column type the realistic table has) and
 `with_map` (the same plus a DynamoDB map attribute in a JSON column).
@@ -32,13 +32,13 @@ import pyarrow.json as pj
 from bench_server import write_json
 from isal import isal_zlib
 
-from migration_assets.coverage_store import save_coverage
-from migration_assets.devstack.export_writer import write_full_export
 from migration_assets.devstack.moto_server import start_moto
 from migration_assets.devstack.processes import stop_pid
 from migration_assets.dynamodb.coverage import completed_exports, cover_day
-from migration_assets.export_split import split_prefix
-from migration_assets.partition_builder import build_days
+from migration_assets.dynamodb.export_writer import write_full_export
+from migration_assets.parquet.coverage_store import save_coverage
+from migration_assets.parquet.day_builder import build_days
+from migration_assets.parquet.split_cache import split_prefix
 from migration_assets.spec import parse_spec
 
 DAY = dt.date(2025, 6, 1)
@@ -127,7 +127,7 @@ def median_time(function, repeat: int) -> float:
 
 def convert_unsplit(s3, spec, manifest):
     """`build_days` converting the export itself: the split by day an earlier repeat made
-    (`export_split.py`) is removed first, or the repeat would only read it back."""
+    (`parquet/split_cache.py`) is removed first, or the repeat would only read it back."""
     prefix = split_prefix(spec, manifest.summary.export_id) + "/"
     listed = s3.list_objects_v2(Bucket=spec.s3.bucket, Prefix=prefix).get("Contents", [])
     for item in listed:

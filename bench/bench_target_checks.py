@@ -28,7 +28,7 @@ from bench_server import bench_server, server_cpu_seconds, write_json
 from migration_assets.mysql.connection import MySQLSettings, connection, open_connection
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.merge import merge_day
-from migration_assets.quality.counts import merged_day, merged_second_counts
+from migration_assets.mysql.seconds import merged_day, merged_second_counts
 
 METHODS = ("join", "auto")
 

@@ -38,8 +38,8 @@ from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.merge import DEFAULT_CHUNK_ROWS, forget_indexes, merge_day
 from migration_assets.mysql.partitioning import forget_layouts
-from migration_assets.parquet_store import partition_schema
-from migration_assets.quality.counts import merged_day
+from migration_assets.mysql.seconds import merged_day
+from migration_assets.parquet.store import partition_schema
 from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec
 
 FIRST_DAY = dt.date(2024, 1, 1)

@@ -1,4 +1,5 @@
-"""UTC days as half-open time windows (no Dagster): the unit of every partition."""
+"""UTC days as half-open time windows, and counts per second of them: the units every hop is
+compared in."""
 
 from __future__ import annotations
 
@@ -34,3 +35,11 @@ def day_seconds(day: dt.date) -> range:
 
 def from_epoch_day(number: int) -> dt.date:
     return _EPOCH_DAY + dt.timedelta(days=int(number))
+
+
+SecondCounts = dict[int, int]  # epoch second -> rows (or a sum per second, e.g. of row hashes)
+
+
+def mismatched_seconds(expected: SecondCounts, observed: SecondCounts) -> list[int]:
+    """Seconds whose values differ (a quick, GE-free comparison for use under a lock)."""
+    return sorted(s for s in set(expected) | set(observed) if expected.get(s) != observed.get(s))

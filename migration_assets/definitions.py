@@ -10,15 +10,15 @@ from typing import Any
 
 import dagster as dg
 
-from .assets.aurora import build_aurora_assets, build_clean_staging_job
-from .assets.dynamodb_export import build_dynamodb_export
-from .assets.legacy_copy import build_bigint_table_copy, build_legacy_jobs
-from .assets.parquet_partitions import build_parquet_partitions
-from .checks import build_checks
-from .partitions import daily_partitions
-from .resources import PipesParquetEngine, default_resources, parquet_engine_from_env
-from .schedules import build_live_schedule
-from .sensors import build_export_sensor
+from .defs.aurora.assets import build_aurora_assets, build_clean_staging_job
+from .defs.bigint_copy.assets import build_bigint_table_copy, build_legacy_jobs
+from .defs.checks import build_checks
+from .defs.dynamodb.assets import build_dynamodb_export
+from .defs.dynamodb.sensors import build_export_sensor
+from .defs.parquet.assets import build_parquet_partitions
+from .defs.partitions import daily_partitions
+from .defs.resources import PipesParquetEngine, default_resources, parquet_engine_from_env
+from .defs.schedules import build_live_schedule
 from .spec import MigrationSpec, load_spec
 
 

@@ -1,4 +1,4 @@
-"""Which live days to bring up to date now, and when a run would change nothing (no Dagster).
+"""Which live days to bring up to date now, and when a run would change nothing.
 
 Today and yesterday (UTC) still change: incremental exports keep arriving, and a change to
 an item of yesterday (an update, a delete) lands in today's exports. A day's run reads its

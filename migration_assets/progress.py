@@ -1,4 +1,4 @@
-"""Time-remaining estimates (no Dagster): rows per second measured so far times rows left.
+"""Time-remaining estimates: rows per second measured so far times rows left.
 
 Days of one migration hold similar numbers of rows, so the rows still to do are estimated
 from the days already done (their mean times the days left). The rate is measured on wall

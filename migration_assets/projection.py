@@ -1,4 +1,4 @@
-"""How long a whole migration takes, from CPU costs measured per row (no Dagster).
+"""How long a whole migration takes, from CPU costs measured per row.
 
 A run's work splits into two places: the worker that runs it (decoding exports, writing
 Parquet, formatting load text, the checks' frames, orchestration) and the MySQL server

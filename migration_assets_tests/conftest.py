@@ -97,7 +97,7 @@ def resources(stack: StackState, mysql_db: MySQLSettings) -> dict:
     """The code location's resources, pointed at the local stack and this test's database."""
     from dagster_aws.s3 import S3Resource
 
-    from migration_assets.resources import DynamoDBResource, MySQLResource
+    from migration_assets.defs.resources import DynamoDBResource, MySQLResource
 
     return {
         "s3": S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3),

@@ -13,14 +13,14 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from migration_assets.defs.resources import MySQLResource
 from migration_assets.devstack.seed import seed
 from migration_assets.mysql.catalog import SchemaConflictError, primary_key, table_columns
 from migration_assets.mysql.connection import connection
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.merge import merge_day
-from migration_assets.parquet_store import partition_schema, read_manifest
-from migration_assets.resources import MySQLResource
+from migration_assets.parquet.store import partition_schema, read_manifest
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 from migration_assets_tests.helpers import assets_named
 
@@ -573,7 +573,7 @@ def test_signals_hitting_the_pipe_writer_lose_no_byte(mysql_db):
 
 
 def test_clean_staging_job_drops_only_old_days(mysql_db):
-    from migration_assets.assets.aurora import build_clean_staging_job
+    from migration_assets.defs.aurora.assets import build_clean_staging_job
 
     spec = orders_spec()
     recent = dt.datetime.now(UTC).date()
@@ -713,7 +713,7 @@ def test_a_failed_blocking_check_stops_downstream_and_the_cli_exits_non_zero(
 
 
 def test_a_put_shadows_a_delete_of_the_same_key_in_one_day():
-    from migration_assets.partition_builder import _partition_table
+    from migration_assets.parquet.day_builder import _partition_table
 
     spec = orders_spec()
     rows = day_table(spec, [row(1, 1, 5, tier="alive"), row(2, 2, 6)]).drop_columns(["_change"])
@@ -750,7 +750,7 @@ def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db, con
     connections the join or the scans are cut into ranges: the same facts. The join counts a
     put held with other values as missing; the scans (`auto` here) count the target's rows
     of the day and leave values to the checksums: both see the deleted and the unstaged row."""
-    from migration_assets.quality.counts import (
+    from migration_assets.mysql.seconds import (
         merged_day,
         merged_second_counts,
         staged_second_counts,
@@ -781,7 +781,7 @@ def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db, con
 def test_checksums_compare_only_what_the_merge_promises(mysql_db, mode):
     """Before the merge (1,1) holds another tier; after it both sides agree; update_only
     leaves the unmatched puts (1,2), (4,4) to the count check."""
-    from migration_assets.quality.counts import merged_day
+    from migration_assets.mysql.seconds import merged_day
 
     spec = orders_spec(mode=mode)
     _existing(mysql_db, spec)
@@ -801,7 +801,7 @@ def test_checksums_compare_only_what_the_merge_promises(mysql_db, mode):
 def test_scanned_checksums_see_every_row_of_the_day(mysql_db):
     """Scans checksum the target's whole day: before the merge (1,1)'s other tier and the
     rows (2,1), (8,8) no put accounts for differ; after it, only the second of (8,8)."""
-    from migration_assets.quality.counts import merged_day
+    from migration_assets.mysql.seconds import merged_day
 
     spec = orders_spec()
     _existing(mysql_db, spec)
@@ -828,7 +828,7 @@ def test_a_staged_put_outside_its_day_is_compared_by_the_join(mysql_db):
     """A staged put outside its day (parquet_partitions quarantines such records, but a
     staging table loaded by other means may hold one): the target's day window would not
     hold it, so the comparison falls back to the join, which finds it."""
-    from migration_assets.quality.counts import merged_day, merged_second_counts
+    from migration_assets.mysql.seconds import merged_day, merged_second_counts
 
     spec = orders_spec()
     early = dt.datetime.combine(DAY, dt.time(), UTC) - dt.timedelta(seconds=5)
@@ -846,7 +846,7 @@ def test_a_staged_put_outside_its_day_is_compared_by_the_join(mysql_db):
 
 def test_the_row_hash_tells_apart_rows_a_joined_text_would_confuse(mysql_db):
     """A value holding the separator, or a string reading like NULL, is not another row."""
-    from migration_assets.quality.counts import _row_hash
+    from migration_assets.mysql.seconds import _row_hash
 
     rows = [("a|b", "c"), ("a", "b|c"), ("\\N", "z"), (None, "z"), ("NULL", "z"), ("a,b", "c")]
     rows += [("a", "b,c"), ("'a'", None), ("a", None), ("", None), (None, None)]

@@ -37,20 +37,20 @@ import yaml
 from dagster_aws.s3 import S3Resource
 
 from migration_assets.definitions import build_assets
+from migration_assets.defs.resources import DynamoDBResource, MySQLResource, default_resources
 from migration_assets.devstack import synthetic
-from migration_assets.devstack.export_writer import (
+from migration_assets.devstack.seed import WINDOW, seed, table_arn
+from migration_assets.dynamodb.coverage import completed_exports
+from migration_assets.dynamodb.export_writer import (
     encode_full_line,
     encode_incremental_line,
     write_full_export,
     write_incremental_export,
 )
-from migration_assets.devstack.seed import WINDOW, seed, table_arn
-from migration_assets.dynamodb.coverage import completed_exports
 from migration_assets.dynamodb.layout import ExportSummary, md5_b64, multipart_etag
 from migration_assets.mysql.connection import MySQLSettings, connection, ensure_database
 from migration_assets.mysql.legacy import copied_days_table
-from migration_assets.parquet_store import manifest_key, read_manifest
-from migration_assets.resources import DynamoDBResource, MySQLResource, default_resources
+from migration_assets.parquet.store import manifest_key, read_manifest
 from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, SpecError, parse_spec
 
 pytestmark = pytest.mark.reliability  # docs/RELIABILITY.md

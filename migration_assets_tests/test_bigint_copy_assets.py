@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from migration_assets.assets.legacy_copy import build_legacy_jobs
 from migration_assets.definitions import build_assets
+from migration_assets.defs.bigint_copy.assets import build_legacy_jobs
 from migration_assets.devstack.seed import seed
 from migration_assets.mysql.catalog import table_columns
 from migration_assets.mysql.connection import connection

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import pytest
 
-from migration_assets.devstack.export_writer import encode_incremental_line
 from migration_assets.dynamodb.decode import (
     DELETE,
     KEYS_ONLY,
@@ -19,6 +18,7 @@ from migration_assets.dynamodb.decode import (
     decode_full_file,
     decode_incremental_file,
 )
+from migration_assets.dynamodb.export_writer import encode_incremental_line
 from migration_assets.dynamodb.layout import CorruptExportError
 from migration_assets.spec import parse_spec
 

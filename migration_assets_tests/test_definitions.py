@@ -11,10 +11,10 @@ import sys
 import dagster as dg
 import pytest
 
-from migration_assets.coverage_store import load_coverage
 from migration_assets.definitions import defs
 from migration_assets.devstack.seed import seed
 from migration_assets.dynamodb.layout import CorruptExportError
+from migration_assets.parquet.coverage_store import load_coverage
 from migration_assets_tests.helpers import assets_named
 
 DAYS = [dt.date(2023, 1, 1), dt.date(2023, 1, 2)]
@@ -111,7 +111,7 @@ def test_a_day_without_exports_fails_clearly(spec, resources, s3_client):
 
 
 def test_days_per_run_comes_from_the_environment(monkeypatch):
-    from migration_assets.partitions import days_per_run
+    from migration_assets.defs.partitions import days_per_run
 
     monkeypatch.setenv("MIGRATION_DAYS_PER_RUN", "7")
     assert days_per_run() == 7
@@ -132,7 +132,7 @@ def test_every_asset_shares_one_backfill_policy():
     a whole-graph backfill into one run per day."""
     import warnings
 
-    from migration_assets.partitions import DAYS_PER_RUN
+    from migration_assets.defs.partitions import DAYS_PER_RUN
 
     policies = {
         key.to_user_string(): defs.resolve_assets_def(key).backfill_policy

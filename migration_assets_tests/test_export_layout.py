@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from migration_assets.devstack.export_writer import (
+from migration_assets.dynamodb.export_writer import (
     encode_full_line,
     encode_incremental_line,
     gzip_member,

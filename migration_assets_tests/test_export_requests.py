@@ -9,6 +9,7 @@ import pytest
 import yaml
 from dagster_aws.s3 import S3Resource
 
+from migration_assets.defs.resources import DynamoDBResource
 from migration_assets.devstack.seed import ensure_dynamodb_table
 from migration_assets.dynamodb.coverage import DayCoverage, ExportRef
 from migration_assets.dynamodb.requests import (
@@ -18,7 +19,6 @@ from migration_assets.dynamodb.requests import (
     plan_after_chain,
     plan_request,
 )
-from migration_assets.resources import DynamoDBResource
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 from migration_assets_tests.helpers import assets_named
 

@@ -21,12 +21,12 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from migration_assets.definitions import build_assets
+from migration_assets.defs.resources import DynamoDBResource, MySQLResource
 from migration_assets.devstack import synthetic
-from migration_assets.devstack.export_writer import write_incremental_export
 from migration_assets.devstack.seed import WINDOW, incremental_lines, table_arn
+from migration_assets.dynamodb.export_writer import write_incremental_export
 from migration_assets.dynamodb.layout import require_manifest
-from migration_assets.parquet_store import manifest_key, read_manifest, read_partition
-from migration_assets.resources import DynamoDBResource, MySQLResource
+from migration_assets.parquet.store import manifest_key, read_manifest, read_partition
 
 from .fault_proxy import HttpFaultProxy, TcpFaultProxy
 from .faults import DAY, assert_day_exact, assert_exact, fetch, seed_day, start_worker, worker_env

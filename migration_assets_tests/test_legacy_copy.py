@@ -16,7 +16,7 @@ from migration_assets.mysql.connection import connection
 from migration_assets.mysql.cutover import CutoverRefused, cutover
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.legacy import catch_up, copy_day, legacy_key
-from migration_assets.quality.counts import copied_second_counts, legacy_second_counts
+from migration_assets.mysql.seconds import copied_second_counts, legacy_second_counts
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 
 DAY = dt.date(2024, 3, 1)

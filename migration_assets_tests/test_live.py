@@ -10,14 +10,14 @@ import yaml
 from dagster_aws.s3 import S3Resource
 
 from migration_assets.definitions import build_assets, build_definitions
-from migration_assets.devstack.export_writer import (
+from migration_assets.defs.schedules import STATE_TAG
+from migration_assets.devstack.seed import ensure_dynamodb_table, seed, table_arn
+from migration_assets.dynamodb.coverage import DayCoverage, ExportRef
+from migration_assets.dynamodb.export_writer import (
     encode_incremental_line,
     write_incremental_export,
 )
-from migration_assets.devstack.seed import ensure_dynamodb_table, seed, table_arn
-from migration_assets.dynamodb.coverage import DayCoverage, ExportRef
 from migration_assets.live import live_days, plan_live_runs
-from migration_assets.schedules import STATE_TAG
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 from migration_assets_tests.helpers import assets_named
 

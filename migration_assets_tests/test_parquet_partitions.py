@@ -18,18 +18,18 @@ import pyarrow.parquet as pq
 import pytest
 from dagster_aws.s3 import S3Resource
 
+from migration_assets.defs.resources import DynamoDBResource
 from migration_assets.devstack import synthetic
-from migration_assets.devstack.export_writer import (
+from migration_assets.devstack.seed import ensure_bucket, seed, table_arn
+from migration_assets.dynamodb.coverage import completed_exports
+from migration_assets.dynamodb.export_writer import (
     encode_full_line,
     encode_incremental_line,
     write_full_export,
     write_incremental_export,
 )
-from migration_assets.devstack.seed import ensure_bucket, seed, table_arn
-from migration_assets.dynamodb.coverage import completed_exports
 from migration_assets.dynamodb.typed_json import to_json_text
-from migration_assets.parquet_store import read_manifest, read_partition
-from migration_assets.resources import DynamoDBResource
+from migration_assets.parquet.store import read_manifest, read_partition
 from migration_assets.spec import parse_spec
 from migration_assets_tests.helpers import assets_named
 
@@ -377,10 +377,10 @@ def test_a_full_export_is_split_once_and_later_runs_read_their_days_from_the_spl
     built by a run that reads the export itself (when another run holds the split's lease)."""
     import dataclasses
 
-    from migration_assets.coverage_store import save_coverage
     from migration_assets.dynamodb.coverage import cover_day
-    from migration_assets.export_split import split_prefix
-    from migration_assets.partition_builder import build_days
+    from migration_assets.parquet.coverage_store import save_coverage
+    from migration_assets.parquet.day_builder import build_days
+    from migration_assets.parquet.split_cache import split_prefix
 
     days = [dt.date(2023, 1, d) for d in (1, 2, 3, 4)]
     seed(spec, s3=s3_client, dynamodb=dynamodb_client, mysql=None, days=days, items_per_day=120)
@@ -425,9 +425,9 @@ def test_after_reading_is_called_once_for_days_of_two_export_chains(
 ):
     """Days whose coverage names different exports are built in two groups, each reading
     its own exports; the callback still comes once, before any day is written."""
-    from migration_assets.coverage_store import save_coverage
     from migration_assets.dynamodb.coverage import cover_day
-    from migration_assets.partition_builder import build_days
+    from migration_assets.parquet.coverage_store import save_coverage
+    from migration_assets.parquet.day_builder import build_days
 
     days = [dt.date(2023, 1, 1), dt.date(2023, 1, 2)]
     seed(spec, s3=s3_client, dynamodb=dynamodb_client, mysql=None, days=days, items_per_day=50)

@@ -18,7 +18,7 @@ from migration_assets.mysql.partitioning import (
     ensure_day_partition,
     partition_name,
 )
-from migration_assets.quality.counts import merged_day
+from migration_assets.mysql.seconds import merged_day
 from migration_assets.spec import PartitionsSpec
 from migration_assets_tests.test_aurora import day_table, fetch, orders_spec, row, target_rows
 

@@ -29,12 +29,16 @@ from dagster_aws.pipes import (
 )
 from dagster_aws.s3 import S3Resource
 
-from migration_assets.assets.dynamodb_export import build_dynamodb_export
-from migration_assets.assets.parquet_partitions import build_parquet_partitions
+from migration_assets.defs.dynamodb.assets import build_dynamodb_export
+from migration_assets.defs.parquet.assets import build_parquet_partitions
+from migration_assets.defs.partitions import daily_partitions
+from migration_assets.defs.resources import (
+    DynamoDBResource,
+    PipesParquetEngine,
+    parquet_engine_from_env,
+)
 from migration_assets.devstack.seed import seed
-from migration_assets.partitions import daily_partitions
 from migration_assets.remote.bundle import build_bundle
-from migration_assets.resources import DynamoDBResource, PipesParquetEngine, parquet_engine_from_env
 from migration_assets.spec import EXAMPLE_SPEC, load_spec, parse_spec, spec_document
 
 DAYS = ["2023-01-01", "2023-01-02"]

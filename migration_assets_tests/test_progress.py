@@ -51,9 +51,9 @@ def test_a_backfill_run_reports_the_backfills_time_remaining(
     from dagster._core.execution.backfill import PartitionBackfill
     from dagster_aws.s3 import S3Resource
 
+    from migration_assets.defs.partitions import daily_partitions
+    from migration_assets.defs.resources import DynamoDBResource
     from migration_assets.devstack.seed import seed
-    from migration_assets.partitions import daily_partitions
-    from migration_assets.resources import DynamoDBResource
     from migration_assets_tests.helpers import assets_named
 
     days = [dt.date(2023, 1, d) for d in (1, 2, 3)]

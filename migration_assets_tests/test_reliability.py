@@ -15,10 +15,10 @@ import time
 import pytest
 from dagster_aws.s3 import S3Resource
 
+from migration_assets.defs.resources import DynamoDBResource, MySQLResource
 from migration_assets.devstack.mysql_server import start_throwaway_mysql
 from migration_assets.devstack.processes import stop_pid
 from migration_assets.mysql.connection import ensure_database
-from migration_assets.resources import DynamoDBResource, MySQLResource
 
 from .faults import (
     assert_day_exact,

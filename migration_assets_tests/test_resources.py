@@ -8,18 +8,18 @@ import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from migration_assets.mysql.connection import (
-    MySQLConnectError,
-    MySQLUrlError,
-    connection,
-    parse_mysql_url,
-)
-from migration_assets.resources import (
+from migration_assets.defs.resources import (
     DynamoDBResource,
     MySQLResource,
     SharedS3Resource,
     connections_from_env,
     default_resources,
+)
+from migration_assets.mysql.connection import (
+    MySQLConnectError,
+    MySQLUrlError,
+    connection,
+    parse_mysql_url,
 )
 
 

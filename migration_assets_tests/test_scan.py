@@ -26,6 +26,7 @@ from botocore.awsrequest import AWSResponse
 from dagster_aws.s3 import S3Resource
 
 from migration_assets.aws import aws_client, retry_config
+from migration_assets.defs.resources import DynamoDBResource
 from migration_assets.devstack import synthetic
 from migration_assets.devstack.seed import ensure_bucket, put_items
 from migration_assets.dynamodb.coverage import completed_exports
@@ -44,8 +45,7 @@ from migration_assets.dynamodb.scan import (
     segment_order,
 )
 from migration_assets.dynamodb.throttle import CapacityError, VirtualClock, target_from_table
-from migration_assets.parquet_store import read_manifest as read_parquet_manifest
-from migration_assets.resources import DynamoDBResource
+from migration_assets.parquet.store import read_manifest as read_parquet_manifest
 from migration_assets.spec import EXAMPLE_SPEC, SpecError, parse_spec
 from migration_assets_tests.helpers import assets_named
 

@@ -9,12 +9,12 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from migration_assets.definitions import build_definitions
-from migration_assets.devstack.export_writer import (
+from migration_assets.devstack.seed import seed, table_arn
+from migration_assets.dynamodb.export_writer import (
     encode_incremental_line,
     write_incremental_export,
     write_started_only,
 )
-from migration_assets.devstack.seed import seed, table_arn
 
 
 def _tick(defs, stack, cursor=None):

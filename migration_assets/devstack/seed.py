@@ -16,16 +16,16 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..identifiers import quote_identifier, quote_identifiers
-from ..mysql.connection import MySQLSettings, connection
-from ..spec import MigrationSpec
-from . import synthetic
-from .export_writer import (
+from ..dynamodb.export_writer import (
     encode_full_line,
     encode_incremental_line,
     write_full_export,
     write_incremental_export,
 )
+from ..identifiers import quote_identifier, quote_identifiers
+from ..mysql.connection import MySQLSettings, connection
+from ..spec import MigrationSpec
+from . import synthetic
 
 ACCOUNT_ID = "111122223333"
 WINDOW = dt.timedelta(hours=6)

@@ -1,1 +1,1 @@
-"""DynamoDB export-to-S3 layouts: keys, manifests and their verification, free of Dagster."""
+"""DynamoDB export-to-S3 layouts: keys, manifests and their verification."""

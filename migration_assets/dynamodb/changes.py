@@ -1,4 +1,4 @@
-"""Apply incremental-export changes to a day's full-export rows (no Dagster here).
+"""Apply incremental-export changes to a day's full-export rows.
 
 A day's final state is its rows in the full export, with every later change applied: the
 latest write per item (by `WriteTimestampMicros`, then window order, then line) wins. An

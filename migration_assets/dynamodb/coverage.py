@@ -1,6 +1,6 @@
-"""Which completed exports make up a day's source state (no Dagster here).
+"""Which completed exports make up a day's source state.
 
-DESIGN.md §1: a day's source state is the newest completed full export, with every later
+docs/design.md §1: a day's source state is the newest completed full export, with every later
 incremental export applied in window order. Incrementals chain `[from, to)` from the full
 export's time; a gap ends the chain (changes after a gap cannot be applied safely). A day is
 complete once the chain reaches the day's end; before that it is a live, partial day.

@@ -1,4 +1,4 @@
-"""Which completed exports are new, and which days each one covers (no Dagster here).
+"""Which completed exports are new, and which days each one covers.
 
 Listing is one level deep with a delimiter (`layout.list_export_ids`), so the shared data
 folder of incremental exports, however many objects it holds, is never listed. An export is

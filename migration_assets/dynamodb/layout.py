@@ -16,19 +16,11 @@ import hashlib
 import json
 import random
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from botocore.exceptions import (
-    ClientError,
-    IncompleteReadError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-)
-from urllib3.exceptions import ProtocolError
+from ..s3io import get_object_bytes, stream_md5_b64
 
 SUMMARY_NAME = "manifest-summary.json"
 FILES_MANIFEST_NAME = "manifest-files.json"
@@ -47,19 +39,6 @@ EXPORT_ID_RE = re.compile(r"^(\d{14})-([0-9a-f]{8})$")
 _TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 _ETAG_RE = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_HASH_CHUNK = 1024 * 1024
-_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-# errors while reading a response body, after botocore's own retries are over (the ones
-# s3transfer retries for downloads); the whole GET is repeated
-_STREAM_ERRORS = (
-    ResponseStreamingError,
-    IncompleteReadError,
-    ReadTimeoutError,
-    TimeoutError,
-    ConnectionError,
-)
-_STREAM_ATTEMPTS = 5
-T = TypeVar("T")
 
 
 class CorruptExportError(ValueError):
@@ -85,31 +64,6 @@ class CorruptExportError(ValueError):
 
 class IncompleteExportError(RuntimeError):
     """The export has begun (`_started` may exist) but `manifest-summary.json` is absent."""
-
-
-class S3ObjectError(RuntimeError):
-    """An S3 object could not be read or written (access denied, repeated broken
-    responses...). botocore's messages name the operation, not the object; this one names
-    both, so an operator can go straight to the bucket policy or the key."""
-
-    def __init__(self, operation: str, bucket: str, key: str, problem: str) -> None:
-        super().__init__(f"cannot {operation} s3://{bucket}/{key}: {problem}")
-        self.bucket = bucket
-        self.key = key
-
-
-def client_error(operation: str, bucket: str, key: str, exc: ClientError) -> S3ObjectError:
-    error = exc.response.get("Error", {})
-    problem = f"{error.get('Code', 'error')} ({error.get('Message', '')})"
-    return S3ObjectError(operation, bucket, key, problem)
-
-
-def put_bytes(s3: Any, bucket: str, key: str, body: bytes, **extra: Any) -> None:
-    """`put_object`, with an error that names the object."""
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
-    except ClientError as exc:
-        raise client_error("write", bucket, key, exc) from exc
 
 
 def corrupt_export(
@@ -454,60 +408,6 @@ def parse_files_manifest(raw: bytes, key: str) -> tuple[DataFile, ...]:
     return tuple(files)
 
 
-# ------------------------------------------------------------------ S3
-
-
-def _is_missing(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in _MISSING_CODES
-
-
-def _open_body(s3: Any, bucket: str, key: str) -> Any | None:
-    """The object's StreamingBody, or None when it does not exist (other errors propagate,
-    naming the object)."""
-    try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as exc:
-        if _is_missing(exc):
-            return None
-        raise client_error("read", bucket, key, exc) from exc
-
-
-def _read_object(s3: Any, bucket: str, key: str, consume: Callable[[Any], T]) -> T | None:
-    """`consume(body)` of the object, or None when it does not exist.
-
-    botocore retries a request until its response headers arrive; a connection broken
-    while the body streams (reset, short read, read timeout) surfaces from `read()`, and
-    one broken while botocore reads an error response's body (the 404 of an absent
-    object) escapes as urllib3's ProtocolError: neither is retried by botocore. Here the
-    whole GET is repeated, with a short growing pause (found by `test_faults.py`).
-    """
-    for attempt in range(1, _STREAM_ATTEMPTS + 1):
-        try:
-            body = _open_body(s3, bucket, key)
-        except ProtocolError as exc:  # an error response (a 404...) broke off: botocore
-            broken: Exception = exc  # reads its body outside its retries
-        else:
-            if body is None:
-                return None
-            try:
-                return consume(body)
-            except _STREAM_ERRORS as exc:
-                broken = exc
-            finally:
-                body.close()  # not `with body`: that would yield the raw urllib3 stream
-        if attempt == _STREAM_ATTEMPTS:
-            raise S3ObjectError(
-                "read", bucket, key, f"the response broke off {attempt} times: {broken}"
-            ) from broken
-        time.sleep(random.uniform(0, 0.2 * 2**attempt))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def get_object_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
-    """The object's bytes, or None when it does not exist (any other error propagates)."""
-    return _read_object(s3, bucket, key, lambda body: body.read())
-
-
 def list_export_ids(s3: Any, bucket: str, prefix: str | None) -> list[str]:
     """Export ids under `<prefix>/AWSDynamoDB/`, oldest first (ids sort by start time).
 
@@ -573,18 +473,6 @@ def require_manifest(s3: Any, bucket: str, prefix: str | None, export_id: str) -
     return manifest
 
 
-def _stream_md5_b64(s3: Any, bucket: str, key: str) -> str | None:
-    """Base64 MD5 of an object, hashed in chunks so memory stays bounded; None if absent."""
-
-    def md5_of(body: Any) -> str:
-        digest = hashlib.md5()
-        for chunk in body.iter_chunks(chunk_size=_HASH_CHUNK):
-            digest.update(chunk)
-        return base64.b64encode(digest.digest()).decode("ascii")
-
-    return _read_object(s3, bucket, key, md5_of)
-
-
 def _sidecar_digest(text: bytes) -> bytes | None:
     """The MD5 digest a sidecar holds (base64 as AWS writes it, or hex); None if neither."""
     value = text.strip()
@@ -645,7 +533,7 @@ def verify_manifest(s3: Any, manifest: ExportManifest, *, check_sidecars: bool =
             if md5 is not None:
                 _check_sidecars(s3, bucket, key, md5)
     for data_file in manifest.files:
-        actual = _stream_md5_b64(s3, bucket, data_file.key)
+        actual = stream_md5_b64(s3, bucket, data_file.key)
         if actual is None:
             raise corrupt_export(
                 data_file.key,

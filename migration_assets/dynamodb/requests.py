@@ -1,4 +1,4 @@
-"""Asking DynamoDB for the export a day still needs (`dynamodb.request: true`), no Dagster.
+"""Asking DynamoDB for the export a day still needs (`dynamodb.request: true`).
 
 A day needs a full export when none exists (or the newest one's incremental chain can no
 longer be continued, because its end fell out of the PITR window), otherwise the next

@@ -22,7 +22,7 @@ and since it is a full snapshot one scan serves every day it covers.
   (`If-None-Match: *`, then `If-Match` on its ETag), renewed while the scan runs.
 
 State lives under `<export_prefix>/AWSDynamoDB/_scan/` (not an export id, so export
-discovery never mistakes it for one). No Dagster here.
+discovery never mistakes it for one).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from ..devstack.export_writer import encode_full_line, finish_export, gzip_member
+from ..s3io import get_object_bytes
+from .export_writer import encode_full_line, finish_export, gzip_member
 from .layout import (
     DATA_FOLDER,
     FILES_MANIFEST_NAME,
@@ -56,7 +57,6 @@ from .layout import (
     export_root,
     exports_folder,
     format_timestamp,
-    get_object_bytes,
     md5_b64,
     multipart_etag,
     new_export_id,

@@ -1,4 +1,4 @@
-"""Arrow types for reading DynamoDB JSON lines with their maps and lists (no Dagster here).
+"""Arrow types for reading DynamoDB JSON lines with their maps and lists.
 
 Arrow's JSON reader infers a type for each nested value, but not always the DynamoDB one: a
 date-like `S` becomes a timestamp, an empty `L` a list of nulls, and two images of one line

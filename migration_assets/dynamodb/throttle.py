@@ -9,7 +9,7 @@ follows the table's capacity (DescribeTable is re-read every `refresh_s`), and a
 cuts the rate by `THROTTLE_CUT` and lets it climb back by `RECOVERY_PER_S` of the target per
 second (AIMD): throttling while under our share means live traffic needs more than the rest.
 
-No Dagster and no boto3 here; time comes from an injectable clock so tests are exact.
+No boto3 here; time comes from an injectable clock so tests are exact.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Two jobs the vectorized decoder cannot do itself: proving that one line's typed values are
 well formed (so a poisoned line is rejected with the attribute named, instead of failing a
 whole file), and turning nested values (`M`, `L`, sets) into the JSON text a MySQL `JSON`
-column stores, with the type wrappers removed (DESIGN.md section 3): `M` becomes an object,
+column stores, with the type wrappers removed (docs/design.md section 3): `M` becomes an object,
 `L` and sets arrays, `N` a JSON number written exactly as exported, `B` a base64 string.
 """
 

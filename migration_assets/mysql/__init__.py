@@ -1,1 +1,1 @@
-"""MySQL side of the migration: connections, DDL, loads, merges, counts (no Dagster here)."""
+"""MySQL side of the migration: connections, DDL, loads, merges, counts."""

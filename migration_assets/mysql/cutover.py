@@ -25,9 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..days import mismatched_seconds
 from ..identifiers import quote_identifier as q
 from ..identifiers import validate_identifier
-from ..quality.counts import copied_second_counts, legacy_second_counts, mismatched_seconds
 from ..spec import MigrationSpec
 from .catalog import primary_key, table_columns, table_exists
 from .legacy import (
@@ -37,6 +37,7 @@ from .legacy import (
     copy_ids_above,
     legacy_key,
 )
+from .seconds import copied_second_counts, legacy_second_counts
 
 
 class CutoverRefused(RuntimeError):

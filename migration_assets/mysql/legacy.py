@@ -1,4 +1,4 @@
-"""The INT -> BIGINT copy of the live legacy table, a day at a time (no Dagster here).
+"""The INT -> BIGINT copy of the live legacy table, a day at a time.
 
 The new table is created from the legacy table's own definition (information_schema), with
 `legacy_copy.bigint_columns` widened to BIGINT (UNSIGNED kept), the spec's columns the legacy

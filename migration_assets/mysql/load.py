@@ -1,4 +1,4 @@
-"""Load one day's Parquet rows into the staging table (no Dagster here).
+"""Load one day's Parquet rows into the staging table.
 
 Fast path: the Arrow table is turned into MySQL's tab-separated load format by Arrow kernels
 (no Python loop per row), written to a local file and sent with `LOAD DATA LOCAL INFILE` in

@@ -1,4 +1,4 @@
-"""Independent statements of one step on more than one connection at once (no Dagster here).
+"""Independent statements of one step on more than one connection at once.
 
 MySQL runs one statement on one core. A step alone on the server (a one-day run) leaves the
 other cores idle while its statements run one after another; a day's merge chunks and the

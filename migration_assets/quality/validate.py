@@ -1,4 +1,4 @@
-"""Great Expectations 1.x validation of the facts `counts.py` gathers (no Dagster here).
+"""Great Expectations 1.x validation of the per-second facts each hop gathers .
 
 An ephemeral GE context validates small pandas frames: the per-second counts of two hops
 joined side by side (`ExpectColumnPairValuesToBeEqual`), and the id columns' types
@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from .counts import SecondCounts
+from ..days import SecondCounts
 
 FIRST_MISMATCHES = 20
 

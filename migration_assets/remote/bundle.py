@@ -1,4 +1,4 @@
-"""Build what EMR Serverless or Glue needs to run the Pipes entry point (no Dagster here).
+"""Build what EMR Serverless or Glue needs to run the Pipes entry point.
 
 `python -m migration_assets.remote.bundle dist/pipes` (or `make pipes-bundle`) writes:
 - `convert_entry.py`: the entry point (EMR Serverless `entryPoint`, Glue `ScriptLocation`);

@@ -1,6 +1,6 @@
 """Dagster Pipes entry point: `parquet_partitions`' conversion on EMR Serverless or Glue.
 
-Runs the exact function the in-process asset runs (`conversion.convert_days`) and sends its
+Runs the exact function the in-process asset runs (`parquet/convert_day.convert_days`) and sends its
 result back over Pipes, one custom message per day plus one for the run
 (`Conversion.messages`); the Dagster side turns them into the per-day materializations.
 Imports nothing from Dagster but `dagster_pipes`: it needs Python 3.11+, pyarrow, numpy, isal,
@@ -39,8 +39,8 @@ from dagster_pipes import (
 
 import migration_assets
 from migration_assets.aws import aws_client, retry_config
-from migration_assets.conversion import CONVERSION_ERRORS, convert_days
 from migration_assets.days import parse_day
+from migration_assets.parquet.convert_day import CONVERSION_ERRORS, convert_days
 from migration_assets.spec import MigrationSpec, load_spec, parse_spec
 
 

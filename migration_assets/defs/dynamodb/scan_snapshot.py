@@ -14,10 +14,10 @@ from typing import Any
 
 import dagster as dg
 
-from ..dynamodb.scan import ScanBusyError, ScanSettings, open_scans, run_scan
-from ..dynamodb.throttle import CapacityError
+from ...dynamodb.scan import ScanBusyError, ScanSettings, open_scans, run_scan
+from ...dynamodb.throttle import CapacityError
+from ...spec import MigrationSpec
 from ..resources import DynamoDBResource
-from ..spec import MigrationSpec
 
 
 def scan_snapshot(

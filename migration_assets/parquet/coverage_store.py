@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .dynamodb.coverage import DayCoverage
-from .dynamodb.layout import ExportManifest, get_object_bytes, verify_manifest
-from .spec import MigrationSpec
+from ..dynamodb.coverage import DayCoverage
+from ..dynamodb.layout import ExportManifest, verify_manifest
+from ..s3io import get_object_bytes
+from ..spec import MigrationSpec
 
 
 def coverage_key(spec: MigrationSpec, day: str) -> str:

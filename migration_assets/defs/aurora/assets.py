@@ -6,17 +6,17 @@ from typing import Any, Literal
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from ..days import parse_day
-from ..mysql.ddl import SchemaConflictError, ensure_tables
-from ..mysql.load import LoadError, clean_days, load_day
-from ..mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
-from ..mysql.retry import with_retries
-from ..parquet_store import read_partition
+from ...days import parse_day
+from ...mysql.ddl import SchemaConflictError, ensure_tables
+from ...mysql.load import LoadError, clean_days, load_day
+from ...mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
+from ...mysql.retry import with_retries
+from ...parquet.store import read_partition
+from ...quality.validate import warm_up
+from ...spec import MigrationSpec
+from ..eta import DayLog, backfill_metadata, day_rows
 from ..partitions import backfill_policy
-from ..quality.validate import warm_up
 from ..resources import MySQLResource
-from ..spec import MigrationSpec
-from .eta import DayLog, backfill_metadata, day_rows
 
 MYSQL_POOL = "mysql"  # limited in dagster_home/dagster.yaml (pools: default_limit)
 

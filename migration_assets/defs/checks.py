@@ -18,26 +18,24 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from dagster_aws.s3 import S3Resource
 
-from .days import parse_day
-from .mysql.catalog import table_columns
-from .mysql.legacy import legacy_key
-from .parquet_store import read_census, read_manifest, read_partition, read_rejects
-from .quality.counts import (
+from ..days import parse_day
+from ..mysql.catalog import table_columns
+from ..mysql.legacy import legacy_key
+from ..mysql.seconds import (
     copied_second_counts,
     differing_keys,
     legacy_second_counts,
     merged_day,
     merged_second_counts,
     mysql_id_types,
-    parquet_counted_columns,
-    parquet_second_counts,
-    rejects_in_day,
     staged_second_counts,
     unstaged_rows,
 )
-from .quality.validate import Validation, bigint_ids, second_count_parity, validate_all
+from ..parquet.counts import parquet_counted_columns, parquet_second_counts, rejects_in_day
+from ..parquet.store import read_census, read_manifest, read_partition, read_rejects
+from ..quality.validate import Validation, bigint_ids, second_count_parity, validate_all
+from ..spec import MigrationSpec
 from .resources import MySQLResource
-from .spec import MigrationSpec
 
 PARITY, SCHEMA = "per_second_count_parity", "bigint_id_schema"
 CHECKSUM = "per_second_checksum_parity"

@@ -1,11 +1,11 @@
-"""Build daily Parquet partitions from the exports recorded for each day (no Dagster here).
+"""Build daily Parquet partitions from the exports recorded for each day.
 
 For a set of days that share the same exports, every data file is read once: rows of other
 days are dropped before their conversion (a run of 30 days out of three years converts 3%
 of a full export's rows), the rest are routed to their day (spilled to local Arrow files, so
 memory is bounded by one data file plus one day), the incremental chain is decoded once, and
 then each day gets its changes applied, is sorted by the MySQL key and is swapped in as a
-whole (`parquet_store`).
+whole (`store.py`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .coverage_store import load_coverage
-from .days import day_seconds, epoch_day, from_epoch_day
-from .dynamodb.changes import (
+from ..days import day_seconds, epoch_day, from_epoch_day
+from ..dynamodb.changes import (
     CHANGE,
     ORDER,
     Changes,
@@ -36,32 +35,33 @@ from .dynamodb.changes import (
     epoch_seconds,
     event_days,
 )
-from .dynamodb.coverage import DayCoverage
-from .dynamodb.decode import (
+from ..dynamodb.coverage import DayCoverage
+from ..dynamodb.decode import (
     DecodedFile,
     Reject,
     decode_full_file,
     decode_incremental_file,
     epoch_second,
 )
-from .dynamodb.layout import (
+from ..dynamodb.layout import (
     CorruptExportError,
     DataFile,
     ExportManifest,
     corrupt_export,
-    get_object_bytes,
     md5_b64,
     require_manifest,
 )
-from .export_split import commit_split, load_split, read_split_day, take_lease, write_split_day
-from .parquet_store import (
+from ..s3io import get_object_bytes
+from ..spec import MigrationSpec
+from .coverage_store import load_coverage
+from .split_cache import commit_split, load_split, read_split_day, take_lease, write_split_day
+from .store import (
     DEFAULT_MAX_ROWS_PER_FILE,
     PartitionManifest,
     partition_schema,
     write_partition,
     write_unplaced_rejects,
 )
-from .spec import MigrationSpec
 
 
 class MissingCoverageError(LookupError):
@@ -95,7 +95,7 @@ class BuildStats:
     bytes_read: int = 0
     unplaced_rejects: int = 0
     unplaced_rejects_key: str | None = None
-    split_days_read: int = 0  # days of a full export taken from its split (export_split.py)
+    split_days_read: int = 0  # days of a full export taken from its split (parquet/split_cache.py)
     split_written: bool = False
     results: list[DayResult] = field(default_factory=list)
 
@@ -421,7 +421,7 @@ def _full_export_days(
 ) -> tuple[dict[dt.date, pa.Table], list[Reject]]:
     """The full export's rows of each day of the run, and the export's bad records: from its
     split when one is committed; else by splitting it (when no other run is at it); else by
-    reading it for these days only (`export_split.py`)."""
+    reading it for these days only (`split_cache.py`)."""
     split = load_split(s3, spec, full)
     if split is not None:
         log(f"full export {split.export_id}: its days read from the split made earlier")

@@ -4,17 +4,17 @@ from typing import Any
 
 import dagster as dg
 
-from ..days import parse_day
-from ..mysql.catalog import SchemaConflictError
-from ..mysql.cutover import CutoverRefused, cutover
-from ..mysql.ddl import ensure_tables
-from ..mysql.legacy import DEFAULT_COPY_CHUNK_ROWS, catch_up, copy_day
-from ..mysql.retry import with_retries
+from ...days import parse_day
+from ...mysql.catalog import SchemaConflictError
+from ...mysql.cutover import CutoverRefused, cutover
+from ...mysql.ddl import ensure_tables
+from ...mysql.legacy import DEFAULT_COPY_CHUNK_ROWS, catch_up, copy_day
+from ...mysql.retry import with_retries
+from ...quality.validate import warm_up
+from ...spec import MigrationSpec
+from ..aurora.assets import MYSQL_POOL, per_day_result
 from ..partitions import DAYS_PER_RUN
-from ..quality.validate import warm_up
 from ..resources import MySQLResource
-from ..spec import MigrationSpec
-from .aurora import MYSQL_POOL, per_day_result
 
 
 class CopyConfig(dg.Config):

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..dynamodb.layout import (
+from .layout import (
     DATA_FOLDER,
     FILES_MANIFEST_NAME,
     INCREMENTAL_EXPORT,

@@ -1,4 +1,4 @@
-"""Days of exports to Parquet partitions, with the figures each day reports (no Dagster here).
+"""Days of exports to Parquet partitions, with the figures each day reports.
 
 The one conversion entry point: `parquet_partitions` runs it in-process, and the Dagster Pipes
 entry point (`remote/convert_entry.py`) runs it on EMR Serverless or Glue. Its result is plain
@@ -14,17 +14,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .days import parse_day
-from .dynamodb.layout import CorruptExportError, IncompleteExportError
-from .parquet_store import manifest_key, partition_prefix
-from .partition_builder import (
+from ..days import parse_day
+from ..dynamodb.layout import CorruptExportError, IncompleteExportError
+from ..spec import MigrationSpec
+from .day_builder import (
     BadRecordsError,
     BuildStats,
     DayResult,
     MissingCoverageError,
     build_days,
 )
-from .spec import MigrationSpec
+from .store import manifest_key, partition_prefix
 
 # What the exports or the spec can be wrong about: the step fails with the message, not a trace.
 CONVERSION_ERRORS = (

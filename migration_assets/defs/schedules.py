@@ -16,9 +16,9 @@ import os
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from .dynamodb.coverage import NoCoveringExportError, completed_exports, cover_day
-from .live import LivePlan, live_days, plan_live_runs
-from .spec import MigrationSpec
+from ..dynamodb.coverage import NoCoveringExportError, completed_exports, cover_day
+from ..live import LivePlan, live_days, plan_live_runs
+from ..spec import MigrationSpec
 
 LIVE_CRON_ENV_VAR = "MIGRATION_LIVE_CRON"
 DEFAULT_LIVE_CRON = "*/30 * * * *"

@@ -21,8 +21,8 @@ import pymysql
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from .aws import RetryMode, aws_client, retry_config
-from .mysql.connection import MySQLSettings, connection, parse_mysql_url
+from ..aws import RetryMode, aws_client, retry_config
+from ..mysql.connection import MySQLSettings, connection, parse_mysql_url
 
 
 class DynamoDBResource(dg.ConfigurableResource):

@@ -7,8 +7,8 @@ import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster_aws.s3 import S3Resource
 
-from .dynamodb.export_feed import scan_exports
-from .spec import MigrationSpec
+from ...dynamodb.export_feed import scan_exports
+from ...spec import MigrationSpec
 
 HANDLED_KEPT = 2_000  # export ids remembered in the cursor; older ones fall under its floor
 

@@ -1,8 +1,8 @@
-"""Per-second row counts, computed where the data is (no Dagster here).
+"""Per-second row counts and row-hash sums of MySQL tables, computed where the data is.
 
-Parquet partitions are counted with Arrow; MySQL tables with one `GROUP BY` on the event
-time, bucketed by `TIMESTAMPDIFF(SECOND, epoch, t)` (independent of the session time zone,
-floored like the partitions' seconds).
+One `GROUP BY` on the event time, bucketed by `TIMESTAMPDIFF(SECOND, epoch, t)`
+(independent of the session time zone, floored like the Parquet days' seconds, which
+`parquet/counts.py` counts with Arrow).
 """
 
 from __future__ import annotations
@@ -13,20 +13,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from ..days import day_seconds
-from ..dynamodb.changes import CHANGE, epoch_seconds
+from ..days import SecondCounts, day_seconds
+from ..dynamodb.changes import CHANGE
 from ..identifiers import quote_identifier as q
-from ..mysql.catalog import table_columns
-from ..mysql.ddl import DAY, SEQ, key_join, unmatched_table
-from ..mysql.legacy import LegacyKey, day_window, tombstones_table
-from ..mysql.parallel import Connect, run_on_connections
-from ..mysql.partitioning import partitioned_by_day
 from ..spec import MigrationSpec
+from .catalog import table_columns
+from .ddl import DAY, SEQ, key_join, unmatched_table
+from .legacy import LegacyKey, day_window, tombstones_table
+from .parallel import Connect, run_on_connections
+from .partitioning import partitioned_by_day
 
-SecondCounts = dict[int, int]  # epoch second -> rows
 _MAX_CONCAT = (1 << 32) - 1  # MySQL's largest group_concat_max_len: ~40 bytes per group here
 _SECOND = "TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {column})"
 
@@ -56,32 +53,6 @@ def _whole_seconds(conn: Any, table: str, column: str) -> bool:
 def _event_bucket(spec: MigrationSpec, alias: str = "") -> _Bucket:
     column = spec.event_time_column
     return _bucket(f"{alias}{q(column.column)}", column.type.fsp == 0)
-
-
-def parquet_counted_columns(spec: MigrationSpec) -> list[str]:
-    """The partition columns `parquet_second_counts` reads (the others need not be decoded)."""
-    return [spec.event_time_column.column, CHANGE]
-
-
-def parquet_second_counts(table: pa.Table, spec: MigrationSpec) -> SecondCounts:
-    """Rows per second of a day partition (puts only: deletes are not rows of the day)."""
-    puts = table.filter(pc.equal(table.column(CHANGE), "put"))
-    if not puts.num_rows:
-        return {}
-    seconds, counts = np.unique(
-        epoch_seconds(puts.column(spec.event_time_column.column)), return_counts=True
-    )
-    return dict(zip(seconds.tolist(), counts.tolist(), strict=True))
-
-
-def rejects_in_day(rejects: list[dict[str, Any]], day: dt.date) -> list[int]:
-    """Event seconds of quarantined records that belong to `day` (others are elsewhere)."""
-    seconds = day_seconds(day)
-    return [
-        r["event_second"]
-        for r in rejects
-        if r.get("event_second") is not None and r["event_second"] in seconds
-    ]
 
 
 def _grouped_rows(conn: Any, sql: str, params: tuple, width: int) -> np.ndarray:
@@ -537,8 +508,3 @@ def unstaged_rows(
         for row in rows
         if tuple(row[:width]) not in staged
     ][:limit]
-
-
-def mismatched_seconds(expected: SecondCounts, observed: SecondCounts) -> list[int]:
-    """Seconds whose values differ (a quick, GE-free comparison for use under a lock)."""
-    return sorted(s for s in set(expected) | set(observed) if expected.get(s) != observed.get(s))

@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from .spec import MigrationSpec
+from ..spec import MigrationSpec
 
 
 def daily_partitions(spec: MigrationSpec) -> dg.DailyPartitionsDefinition:

@@ -5,7 +5,8 @@ from typing import Any
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from ..conversion import (
+from ...days import parse_day
+from ...parquet.convert_day import (
     CONVERSION_ERRORS,
     JSON_KEYS,
     PATH_KEYS,
@@ -13,16 +14,15 @@ from ..conversion import (
     ConversionFailed,
     convert_days,
 )
-from ..days import parse_day
+from ...quality.validate import warm_up
+from ...spec import MigrationSpec, spec_document
+from ..aurora.assets import per_day_result
 from ..partitions import backfill_policy
-from ..quality.validate import warm_up
 from ..resources import PipesParquetEngine
-from ..spec import MigrationSpec, spec_document
-from .aurora import per_day_result
 
 
 def day_metadata(summary: dict[str, Any]) -> dict[str, Any]:
-    """A day's plain summary (`conversion.day_summary`) typed for the UI."""
+    """A day's plain summary (`convert_day.day_summary`) typed for the UI."""
 
     def typed(key: str, value: Any) -> Any:
         if key in JSON_KEYS:

@@ -1,4 +1,4 @@
-"""Day partitions of Parquet in S3, swapped in whole (no Dagster here).
+"""Day partitions of Parquet in S3, swapped in whole.
 
 Layout (hive style): `{parquet_prefix}/dt=YYYY-MM-DD/part-00000-<digest>.parquet`, committed
 by `{parquet_prefix}/dt=YYYY-MM-DD/_manifest.json`. Bad records of the day go to
@@ -29,10 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .dynamodb.changes import CHANGE
-from .dynamodb.decode import Reject
-from .dynamodb.layout import get_object_bytes, put_bytes
-from .spec import MigrationSpec
+from ..dynamodb.changes import CHANGE
+from ..dynamodb.decode import Reject
+from ..s3io import get_object_bytes, put_bytes
+from ..spec import MigrationSpec
 
 MANIFEST_NAME = "_manifest.json"
 ROW_GROUP_ROWS = 262_144

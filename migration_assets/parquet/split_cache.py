@@ -1,4 +1,4 @@
-"""A full export split by day once, for every later run of a backfill (no Dagster here).
+"""A full export split by day once, for every later run of a backfill.
 
 A backfill batches days per run, and every day of a full export needs the same data files:
 a three-year export would be read and parsed again by each of its ~37 runs (measured: the
@@ -22,10 +22,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from .days import from_epoch_day
-from .dynamodb.decode import Reject
-from .dynamodb.layout import ExportManifest, format_timestamp, get_object_bytes
-from .spec import MigrationSpec
+from ..days import from_epoch_day
+from ..dynamodb.decode import Reject
+from ..dynamodb.layout import ExportManifest, format_timestamp
+from ..s3io import get_object_bytes
+from ..spec import MigrationSpec
 
 LEASE_TTL = dt.timedelta(hours=2)  # a lease older than this is a crashed splitter's
 

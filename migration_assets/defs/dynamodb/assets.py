@@ -6,17 +6,16 @@ from typing import Any
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from ..coverage_store import save_coverage, verify_once
-from ..days import parse_day
-from ..dynamodb.coverage import (
+from ...days import parse_day
+from ...dynamodb.coverage import (
     DayCoverage,
     NoCoveringExportError,
     chain_end,
     completed_exports,
     cover_day,
 )
-from ..dynamodb.layout import ExportManifest
-from ..dynamodb.requests import (
+from ...dynamodb.layout import ExportManifest
+from ...dynamodb.requests import (
     ExportRequestError,
     pitr_window,
     plan_after_chain,
@@ -24,10 +23,11 @@ from ..dynamodb.requests import (
     start_export,
     wait_for_export,
 )
+from ...parquet.coverage_store import save_coverage, verify_once
+from ...spec import MigrationSpec
+from ..aurora.assets import per_day_result
 from ..partitions import backfill_policy
 from ..resources import DynamoDBResource
-from ..spec import MigrationSpec
-from .aurora import per_day_result
 from .scan_snapshot import scan_snapshot
 
 

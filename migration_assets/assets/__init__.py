@@ -1,1 +1,0 @@
-"""The daily-partitioned assets of the migration (thin Dagster shell over the core modules)."""

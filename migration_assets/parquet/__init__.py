@@ -1,0 +1,1 @@
+"""Parquet days in S3: built from the exports, stored, counted per second."""
