@@ -846,7 +846,7 @@ def test_a_staged_put_outside_its_day_is_compared_by_the_join(mysql_db):
 
 def test_the_row_hash_tells_apart_rows_a_joined_text_would_confuse(mysql_db):
     """A value holding the separator, or a string reading like NULL, is not another row."""
-    from migration_assets.quality.counts import _row_hash
+    from migration_assets.quality.counts import row_hash
 
     rows = [("a|b", "c"), ("a", "b|c"), ("\\N", "z"), (None, "z"), ("NULL", "z"), ("a,b", "c")]
     rows += [("a", "b,c"), ("'a'", None), ("a", None), ("", None), (None, None)]
@@ -855,6 +855,6 @@ def test_the_row_hash_tells_apart_rows_a_joined_text_would_confuse(mysql_db):
         cur.executemany(
             "INSERT INTO pairs VALUES (%s, %s, %s)", [(n, *r) for n, r in enumerate(rows)]
         )
-        cur.execute(f"SELECT {_row_hash('t', ('x', 'y'))} FROM pairs t ORDER BY n")
+        cur.execute(f"SELECT {row_hash('t', ('x', 'y'))} FROM pairs t ORDER BY n")
         hashes = [h for (h,) in cur.fetchall()]
     assert len(set(hashes)) == len(rows)
