@@ -641,7 +641,11 @@ def test_a_range_run_records_each_days_check_results(
             for day in days
         }
         | {("parquet_partitions", "per_second_count_parity", day): True for day in days}
-        | {("target_table", "per_second_checksum_parity", day): True for day in days}
+        | {
+            (asset, "per_second_checksum_parity", day): True
+            for asset in ("target_table", "bigint_table_copy")
+            for day in days
+        }
     )
     assert per_day == expected
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.partition == days[1])

@@ -463,12 +463,12 @@ _2_64, _2_63 = 1 << 64, 1 << 63
 
 
 def hash_sum(row_hashes: str) -> str:
-    """SUM of `row_hash` values mod 2^64, as a signed 64-bit number (two's complement): it
-    fits the int64 arrays the grouped rows are read into, and numpy's wrapping int64 sums of
-    the parts of a second (cut by ranges) stay the sum mod 2^64. SUM of BIGINT UNSIGNED is
-    an exact DECIMAL, so nothing is lost before the modulo."""
-    total = f"(SUM({row_hashes}) MOD {_2_64})"
-    return f"IF({total} >= {_2_63}, {total} - {_2_64}, {total})"
+    """SUM of `row_hash` values mod 2^64, as a signed 64-bit number (two's complement: r
+    below 2^63 stays r, else r - 2^64): it fits the int64 arrays the grouped rows are read
+    into, and numpy's wrapping int64 sums of the parts of a second (cut by ranges) stay the
+    sum mod 2^64. SUM of BIGINT UNSIGNED is an exact DECIMAL: nothing is lost before it."""
+    # one SUM: each SUM(...) written out is evaluated on its own, MD5s and all
+    return f"((SUM({row_hashes}) + {_2_63}) MOD {_2_64} - {_2_63})"
 
 
 def checksum_columns(spec: MigrationSpec) -> tuple[str, ...]:
