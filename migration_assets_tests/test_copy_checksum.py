@@ -257,7 +257,12 @@ def test_the_cutover_refuses_a_day_whose_values_differ_then_succeeds_after_a_rec
     with connection(legacy) as conn:  # nothing renamed
         assert table_columns(conn, "table01")["id"].data_type == "int"
         assert table_columns(conn, "orders") and not table_columns(conn, "table01_old")
-    copy(legacy, spec, DAY)  # bigint_table_copy re-materialized for the day
+    recopied = dg.materialize(  # bigint_table_copy re-materialized for the day, checks green
+        assets_named(spec, "bigint_table_copy", with_checks=True),
+        partition_key=DAY.isoformat(),
+        resources=resources,
+    )
+    assert recopied.success and all(e.passed for e in recopied.get_asset_check_evaluations())
     done = cutover(lambda: connection(legacy), spec, verify_days=1)
     assert done.checksummed_days == 2 and done.verified_days == ["2024-03-03"]
     with connection(legacy) as conn:

@@ -442,21 +442,26 @@ def mysql_id_types(conn: Any, table: str, columns: tuple[str, ...]) -> dict[str,
 
 
 def row_hash(alias: str, columns: tuple[str, ...]) -> str:
-    """A per-row hash, summed per second by `hash_sum` (order-independent): the first 64 bits
-    of MD5 of the row's text, as BIGINT UNSIGNED. The text is the values, each `QUOTE`d (a
-    string quoted and escaped, NULL the bare word NULL, a number its digits whatever its
-    integer type: INT 5 and BIGINT 5 alike) and joined by commas, so two different rows
-    never hash the same text (a value holding the separator, or a string that reads like
-    NULL, cannot pass for another).
+    """A per-row hash, summed per second by `hash_sum` (order-independent): the square of
+    CRC32 of the row's text (a BIGINT UNSIGNED below 2^64). The text is the values, each
+    `QUOTE`d (a string quoted and escaped, NULL the bare word NULL, a number its digits
+    whatever its integer type: INT 5 and BIGINT 5 alike) and joined by commas, so two
+    different rows never hash the same text (a value holding the separator, or a string
+    that reads like NULL, cannot pass for another).
 
-    Why MD5 and a sum: CRC32 is affine over GF(2), so a BIT_XOR of CRC32s cannot see two
-    same-length values swapped between rows of a second, and a SUM of CRC32s misses such a
-    swap about once in 2^16 (it survives when the two hashes differ in every bit the swap
-    flips); a XOR of any hash also cancels a row counted twice. MD5's bits have no such
-    structure: a set of changed rows leaves the sum mod 2^64 unchanged with probability
-    about 2^-64 per second. It costs ~1.4x CRC32 here (`bench/bench_copy_checksum.py`)."""
+    Why a sum of squared CRC32s: a changed row goes unseen only when its CRC32 is unchanged,
+    never for a change within 32 consecutive bits of its text and about once in 2^32
+    otherwise. CRC32 is affine over GF(2): with a BIT_XOR of CRC32s two same-length values
+    swapped between rows of one second always cancel, and with a plain sum they cancel about
+    once in 2^16 (whenever the two CRCs differ in every bit the swap flips). Squared, the
+    values are no longer linear in the text: such a swap cancels only if it exchanges the two
+    CRCs exactly, a CRC collision. 64 bits of MD5 would make a collision ~2^-64, at the cost
+    of reladiff's own hash: no faster than its hashdiff (`bench/bench_copy_checksum.py`).
+    The CRC is written twice (SQL has no common subexpressions; the text is cheap next to
+    MD5)."""
     parts = ", ".join(f"QUOTE({alias}.{q(c)})" for c in columns)
-    return f"CAST(CONV(LEFT(MD5(CONCAT_WS(',', {parts})), 16), 16, 10) AS UNSIGNED)"
+    crc = f"CRC32(CONCAT_WS(',', {parts}))"
+    return f"{crc} * {crc}"
 
 
 _2_64, _2_63 = 1 << 64, 1 << 63
@@ -467,7 +472,7 @@ def hash_sum(row_hashes: str) -> str:
     below 2^63 stays r, else r - 2^64): it fits the int64 arrays the grouped rows are read
     into, and numpy's wrapping int64 sums of the parts of a second (cut by ranges) stay the
     sum mod 2^64. SUM of BIGINT UNSIGNED is an exact DECIMAL: nothing is lost before it."""
-    # one SUM: each SUM(...) written out is evaluated on its own, MD5s and all
+    # one SUM: each SUM(...) written out is evaluated on its own, row hashes and all
     return f"((SUM({row_hashes}) + {_2_63}) MOD {_2_64} - {_2_63})"
 
 
