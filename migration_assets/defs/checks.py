@@ -20,6 +20,7 @@ from dagster_aws.s3 import S3Resource
 
 from ..days import parse_day
 from ..mysql.catalog import table_columns
+from ..mysql.copy_checksum import day_checksums, drill_down
 from ..mysql.legacy import legacy_key
 from ..mysql.seconds import (
     copied_second_counts,
@@ -392,6 +393,45 @@ def _copy_checks(
 
     @dg.asset_check(
         asset="bigint_table_copy",
+        name=CHECKSUM,
+        blocking=True,
+        partitions_def=partitions,
+        description=(
+            f"Per second of `{spec.legacy_copy.time_column}`, the sum (mod 2^64) of row hashes "
+            "(squared CRC32 of every legacy column's QUOTEd value but the merged ones) of the "
+            "legacy rows "
+            f"equals that of the rows `{target}` holds from them (tombstoned rows taken off): "
+            "catches a changed value, which counts miss. Lists the differing keys of the first "
+            "differing seconds with both sides' values."
+        ),
+    )
+    def copy_checksum(
+        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
+    ) -> dg.AssetCheckResult:
+        key = _once_per_run(mysql, lambda conn: legacy_key(conn, spec))
+
+        def run(day: str) -> Validation:
+            with mysql.connect() as conn:
+                sums = day_checksums(conn, spec, parse_day(day), key(), **mysql.parallel())
+                validation = second_count_parity(
+                    sums.legacy_sums,
+                    sums.copied_sums,
+                    f"{source} -> {target} values",
+                    unit="checksum",
+                    deferred=True,
+                )
+                validation.summary["rows_compared"] = sum(sums.legacy_rows.values())
+                validation.summary["columns_compared"] = ", ".join(sums.columns)
+                seconds = sums.differing_seconds()
+                if seconds:
+                    keys = drill_down(conn, spec, parse_day(day), seconds, key())
+                    validation.summary["differing_keys"] = dg.MetadataValue.json(keys)
+            return validation
+
+        return _result(context, run)
+
+    @dg.asset_check(
+        asset="bigint_table_copy",
         name=SCHEMA,
         blocking=True,
         partitions_def=partitions,
@@ -405,4 +445,4 @@ def _copy_checks(
     ) -> dg.AssetCheckResult:
         return _id_schema(context, mysql, new_table_ids, target)
 
-    return [copy_parity, copy_ids]
+    return [copy_parity, copy_checksum, copy_ids]

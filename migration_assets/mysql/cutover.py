@@ -1,9 +1,13 @@
 """The cutover: the new BIGINT table takes the legacy table's name in one atomic RENAME.
 
-1. Catch up the tail without locks (the bulk of the late rows).
+1. Without locks: the checksum of every copied day before the last `verify_days`
+   (`verify_copied_days_checksums`, on parallel connections); any day whose values differ
+   refuses the cutover, naming the days. Then catch up the tail (the bulk of the late rows).
+   Without change capture this is what proves the older days: a change the application made
+   to them after this pass is not captured (only appended rows are: the tail).
 2. `LOCK TABLES legacy READ` on one connection: the application's writes wait (reads go on).
-   On another connection: copy the last rows and compare per-second counts of the last
-   `verify_days` days; any difference refuses the cutover and releases the lock.
+   On others: copy the last rows and verify the last `verify_days` days, counts and checksums
+   (`verify_day`); any difference refuses the cutover and releases the lock.
 3. `RENAME TABLE legacy TO old, new TO legacy`, one atomic statement, issued on a third
    connection while the lock is held; once it waits, the lock is released. A pending
    exclusive metadata lock is granted before the writes queued on the same table (INSERTs,
@@ -25,23 +29,146 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..days import mismatched_seconds
 from ..identifiers import quote_identifier as q
 from ..identifiers import validate_identifier
 from ..spec import MigrationSpec
 from .catalog import primary_key, table_columns, table_exists
+from .copy_checksum import day_checksums, drill_down, iso_second
 from .legacy import (
     Connect,
+    LegacyKey,
     catch_up,
     copied_days_table,
     copy_ids_above,
     legacy_key,
 )
-from .seconds import copied_second_counts, legacy_second_counts
+
+CHECKSUM_CONNECTIONS = 2  # the unlocked checksum pass and the verification under the lock
+_NAMED_DAYS = 20  # differing days named in a refusal, at most
 
 
 class CutoverRefused(RuntimeError):
-    """The cutover did not happen; both tables are as they were."""
+    """The cutover did not happen; both tables are as they were. `days`: the days whose
+    copy differs, with their first differing second and key (for the op's metadata)."""
+
+    def __init__(self, message: str, days: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.days = days or []
+
+
+@dataclass(frozen=True)
+class DayDifference:
+    day: dt.date
+    seconds: int  # differing seconds
+    first_second: int
+    first_key: dict[str, Any] | None  # drill_down's first entry (None: nothing to name)
+
+    def where(self) -> str:
+        found = f"first second {iso_second(self.first_second)}"
+        if self.first_key is not None:
+            ((column, value),) = self.first_key["key"].items()
+            found += f", key {column}={value}"
+        return found
+
+    def named(self) -> str:
+        return f"{self.day} ({self.where()})"
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "differing_seconds": self.seconds,
+            "first_second": iso_second(self.first_second),
+            "first_key": self.first_key,
+        }
+
+
+def _difference(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    key: LegacyKey,
+    connect: Connect | None,
+    connections: int,
+) -> DayDifference | None:
+    """The day's checksums compared (counts included), or None when they agree."""
+    seconds = day_checksums(
+        conn, spec, day, key, connect=connect, connections=connections
+    ).differing_seconds()
+    if not seconds:
+        return None
+    first = drill_down(conn, spec, day, seconds, key, limit=1)
+    return DayDifference(day, len(seconds), seconds[0], first[0] if first else None)
+
+
+def verify_copied_days_checksums(
+    connect: Connect,
+    spec: MigrationSpec,
+    days: list[dt.date],
+    *,
+    connections: int = CHECKSUM_CONNECTIONS,
+) -> list[DayDifference]:
+    """The days (of `days`) whose copy differs from the legacy table in rows or values,
+    each day's two sides read on `connections` connections at once; no locks taken."""
+    differing = []
+    with connect() as conn:
+        key = legacy_key(conn, spec)
+        for day in days:
+            found = _difference(conn, spec, day, key, connect, connections)
+            conn.commit()  # each day on a fresh snapshot; no long-held read view
+            if found is not None:
+                differing.append(found)
+    return differing
+
+
+def refuse_differing_days(differing: list[DayDifference]) -> None:
+    """A refusal naming the days whose copy differs (none: nothing happens)."""
+    if not differing:
+        return
+    named = ", ".join(d.named() for d in differing[:_NAMED_DAYS])
+    more = f" and {len(differing) - _NAMED_DAYS} more" if len(differing) > _NAMED_DAYS else ""
+    raise CutoverRefused(
+        f"{len(differing)} days differ: {named}{more}; re-materialize bigint_table_copy for "
+        "them; nothing renamed",
+        days=[d.as_metadata() for d in differing],
+    )
+
+
+def verify_day(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    key: LegacyKey,
+    *,
+    connect: Connect | None = None,
+    connections: int = 1,
+) -> None:
+    """Refuse unless the day's copied rows equal the legacy rows: first the rows per second
+    (counts), then their values (checksums), from one pass over each side (what the
+    `per_second_count_parity` and `per_second_checksum_parity` checks compare)."""
+    assert spec.legacy_copy is not None
+    source, target = spec.legacy_copy.source_table, spec.mysql.target_table
+    sums = day_checksums(conn, spec, day, key, connect=connect, connections=connections)
+    counted = sorted(
+        s
+        for s in set(sums.legacy_rows) | set(sums.copied_rows)
+        if sums.legacy_rows.get(s, 0) != sums.copied_rows.get(s, 0)
+    )
+    if counted:
+        raise CutoverRefused(
+            f"{day}: {len(counted)} seconds differ between {source!r} and {target!r} "
+            f"(first: {iso_second(counted[0])}); nothing renamed",
+            days=[DayDifference(day, len(counted), counted[0], None).as_metadata()],
+        )
+    seconds = sums.differing_seconds()
+    if seconds:
+        first = drill_down(conn, spec, day, seconds, key, limit=1)
+        difference = DayDifference(day, len(seconds), seconds[0], first[0] if first else None)
+        raise CutoverRefused(
+            f"{day}: the values of {len(seconds)} seconds differ between {source!r} and "
+            f"{target!r} ({difference.where()}); re-materialize bigint_table_copy for it; "
+            "nothing renamed",
+            days=[difference.as_metadata()],
+        )
 
 
 @dataclass
@@ -51,6 +178,8 @@ class CutoverResult:
     caught_up_rows: int = 0  # copied before the locks
     final_rows: int = 0  # copied under the locks
     rows_after_swap: int = 0  # found in the old table after the swap (the safety net; 0)
+    checksummed_days: int = 0  # days whose checksums were verified without locks
+    checksum_seconds: float = 0.0  # how long that took
     verified_days: list[str] = field(default_factory=list)
     locked_seconds: float = 0.0  # how long the application's writes waited
 
@@ -85,6 +214,12 @@ def cutover(
             raise CutoverRefused(f"the new table {target!r} does not exist: copy the days first")
         key = legacy_key(conn, spec)
         _refuse_uncopied_days(conn, spec, days[-1], days[0] + dt.timedelta(days=1))
+        earlier = _copied_days_before(conn, spec, days[-1])
+    started = time.perf_counter()
+    refuse_differing_days(verify_copied_days_checksums(connect, spec, earlier))
+    result.checksummed_days = len(earlier)
+    result.checksum_seconds = time.perf_counter() - started
+    with connect() as conn:
         first = catch_up(conn, spec)
         if first.copied_through is None:
             raise CutoverRefused("no day has been copied yet: nothing to cut over to")
@@ -99,13 +234,7 @@ def cutover(
             final = catch_up(conn, spec, measure_lag=False)
             result.final_rows = final.new_rows
             for day in days:
-                legacy = legacy_second_counts(conn, spec, day)
-                differing = mismatched_seconds(legacy, copied_second_counts(conn, spec, day, key))
-                if differing:
-                    raise CutoverRefused(
-                        f"{day}: {len(differing)} seconds differ between {source!r} and "
-                        f"{target!r} (first: {_iso(differing[0])}); nothing renamed"
-                    )
+                verify_day(conn, spec, day, key, connect=connect, connections=CHECKSUM_CONNECTIONS)
                 result.verified_days.append(day.isoformat())
             conn.commit()  # no metadata lock of ours may stand in the RENAME's way
             _rename_queued_behind(
@@ -174,8 +303,15 @@ def _refuse_uncopied_days(
             )
 
 
-def _iso(second: int) -> str:
-    return dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _copied_days_before(conn: Any, spec: MigrationSpec, before: dt.date) -> list[dt.date]:
+    """The copied partition days before `before` (the days verified under the lock)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT `day` FROM {q(copied_days_table(spec))} WHERE `day` >= %s AND `day` < %s "
+            "ORDER BY `day`",
+            (spec.partitions.start, before),
+        )
+        return [row[0] for row in cur.fetchall()]
 
 
 def _rename_queued_behind(connect: Connect, holder: Any, renames: str) -> None:

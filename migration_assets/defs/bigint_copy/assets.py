@@ -125,7 +125,8 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
     def swap_in_bigint_table(
         context: dg.OpExecutionContext, config: CutoverConfig, mysql: MySQLResource
     ) -> None:
-        """Final catch-up and parity under write locks, then the atomic RENAME swap."""
+        """Checksums of every copied day without locks, then the final catch-up, counts and
+        checksums of the last days under write locks, then the atomic RENAME swap."""
         if config.confirm_table != source:
             raise dg.Failure(f"confirm_table must be {source!r} to cut over")
         try:
@@ -135,7 +136,12 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
                 verify_days=config.verify_days,
                 keep_old_as=config.keep_old_as or None,
             )
-        except (CutoverRefused, SchemaConflictError) as exc:
+        except CutoverRefused as exc:
+            raise dg.Failure(
+                description=str(exc),
+                metadata={"refused": str(exc), "differing_days": dg.MetadataValue.json(exc.days)},
+            ) from None
+        except SchemaConflictError as exc:
             raise dg.Failure(description=str(exc)) from None
         context.log.info(
             f"{source!r} is now the BIGINT table; the legacy table is kept as {done.old_table!r}"
@@ -145,6 +151,8 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
                 "legacy_table_kept_as": done.old_table,
                 "rows_caught_up": done.caught_up_rows,
                 "rows_copied_under_lock": done.final_rows,
+                "checksummed_days_without_locks": done.checksummed_days,
+                "checksum_seconds": round(done.checksum_seconds, 3),
                 "verified_days": dg.MetadataValue.json(done.verified_days),
                 "writes_paused_seconds": round(done.locked_seconds, 3),
                 "rows_found_after_swap": done.rows_after_swap,

@@ -1,0 +1,252 @@
+"""The copy's checksum proof: per second of the legacy time column, the same rows with the
+same values in the legacy table and in the new table (no Dagster here).
+
+Per second, the count and `hash_sum` of `row_hash` over every legacy column (QUOTEd values:
+an INT 5 and its widened BIGINT 5 hash alike) of the legacy rows against the new table's
+copied rows (ids up to `LegacyKey.limit`; larger ids were created elsewhere). The merged
+columns (`mysql.update_columns`) are left out: the merge writes them on purpose. A legacy row
+the merge deleted on purpose (a tombstone) is absent from the new table on purpose, so its
+hash is taken off the legacy side. Each side is one grouped pass over the time index, cut
+into time ranges that run on parallel connections (`mysql/parallel.py`).
+
+A difference is drilled down to keys: the rows of the first differing seconds are read on
+both sides and compared value by value (by their QUOTEd text, as the hash sees them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..days import SecondCounts
+from ..identifiers import quote_identifier as q
+from ..spec import MigrationSpec
+from .catalog import SchemaConflictError, table_columns
+from .legacy import LegacyKey, day_window, tombstones_table
+from .parallel import Connect, run_on_connections
+from .seconds import (
+    _bucket,
+    _grouped_rows,
+    _sum_by,
+    _whole_seconds,
+    hash_sum,
+    row_hash,
+)
+
+DRILL_SECONDS = 5  # differing seconds whose rows are read and compared
+DRILL_KEYS = 20  # differing keys reported, at most
+
+
+@dataclass(frozen=True)
+class DayChecksums:
+    """Per second of a day: rows and hash sums of the legacy rows still expected in the new
+    table (tombstoned ones taken off) and of the new table's copied rows."""
+
+    legacy_rows: SecondCounts
+    legacy_sums: SecondCounts
+    copied_rows: SecondCounts
+    copied_sums: SecondCounts
+    columns: tuple[str, ...]
+
+    def differing_seconds(self) -> list[int]:
+        seconds = set(self.legacy_rows) | set(self.copied_rows)
+        seconds |= set(self.legacy_sums) | set(self.copied_sums)
+        return sorted(
+            s
+            for s in seconds
+            if self.legacy_rows.get(s, 0) != self.copied_rows.get(s, 0)
+            or self.legacy_sums.get(s, 0) != self.copied_sums.get(s, 0)
+        )
+
+
+def compared_columns(conn: Any, spec: MigrationSpec) -> tuple[str, ...]:
+    """Every legacy column in table order except the merged ones; each must be in the new
+    table."""
+    assert spec.legacy_copy is not None
+    legacy = table_columns(conn, spec.legacy_copy.source_table)
+    new = table_columns(conn, spec.mysql.target_table)
+    merged = set(spec.mysql.update_columns)
+    columns = tuple(c for c in legacy if c not in merged)
+    missing = [c for c in columns if c not in new]
+    if missing:
+        raise SchemaConflictError(
+            f"{spec.mysql.target_table!r} lacks the legacy columns {missing} of "
+            f"{spec.legacy_copy.source_table!r}: drop it and materialize bigint_table_copy again"
+        )
+    return columns
+
+
+def _time_ranges(day: dt.date, parts: int) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The day cut into `parts` windows on whole seconds (a second is never cut)."""
+    start, end = day_window(day)
+    step = -(-86_400 // parts)
+    edges = [start + dt.timedelta(seconds=s) for s in range(0, 86_400, step)] + [end]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def day_checksums(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    key: LegacyKey,
+    *,
+    connect: Connect | None = None,
+    connections: int = 1,
+) -> DayChecksums:
+    """Both sides' per-second rows and hash sums for `day`, on up to `connections`
+    connections at once (`conn` and more from `connect`): each side cut into time ranges,
+    the tombstoned legacy rows as one more task."""
+    assert spec.legacy_copy is not None
+    source, target = spec.legacy_copy.source_table, spec.mysql.target_table
+    columns = compared_columns(conn, spec)
+    when, pk = q(spec.legacy_copy.time_column), q(key.column)
+
+    def side(table: str, alias: str, extra: str) -> str:
+        second = _bucket(
+            f"{alias}.{when}", _whole_seconds(conn, table, spec.legacy_copy.time_column)
+        )
+        return (
+            f"SELECT {second.select} AS c0, COUNT(*) AS c1, "
+            f"{hash_sum(row_hash(alias, columns))} AS c2 FROM {q(table)} {alias} "
+            f"WHERE {alias}.{when} >= %s AND {alias}.{when} < %s{extra} GROUP BY {second.group}"
+        )
+
+    legacy_sql = side(source, "l", "")
+    copied_sql = side(target, "t", f" AND t.{pk} <= {int(key.limit)}")
+    tombstones = q(tombstones_table(spec))
+    second = _bucket(f"l.{when}", False)
+    tombstoned_sql = (  # driven by the (few) tombstones of the day
+        f"SELECT {second.select} AS c0, COUNT(*) AS c1, {hash_sum(row_hash('l', columns))} AS c2 "
+        f"FROM {tombstones} d JOIN {q(source)} l ON l.{pk} = d.`legacy_id` "
+        f"WHERE d.`event_time` >= %s AND d.`event_time` < %s "
+        f"AND l.{when} >= %s AND l.{when} < %s GROUP BY c0"
+    )
+    ranges = _time_ranges(day, max(1, connections // 2))
+    tasks: list[Callable[[Any], np.ndarray]] = [
+        lambda on: _grouped_rows(on, tombstoned_sql, (*day_window(day), *day_window(day)), 3)
+    ]
+    for sql in (legacy_sql, copied_sql):
+        tasks += [lambda on, sql=sql, r=r: _grouped_rows(on, sql, r, 3) for r in ranges]
+    tombstoned, *parts = run_on_connections(conn, tasks, connect=connect, connections=connections)
+    legacy = np.vstack([*parts[: len(ranges)], tombstoned * np.array([1, -1, -1])])
+    copied = np.vstack(parts[len(ranges) :])
+    return DayChecksums(
+        legacy_rows=_sum_by(legacy[:, 0], legacy[:, 1]),
+        legacy_sums=_sum_by(legacy[:, 0], legacy[:, 2]),
+        copied_rows=_sum_by(copied[:, 0], copied[:, 1]),
+        copied_sums=_sum_by(copied[:, 0], copied[:, 2]),
+        columns=columns,
+    )
+
+
+def differing_seconds(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    key: LegacyKey,
+    *,
+    connect: Connect | None = None,
+    connections: int = 1,
+) -> list[int]:
+    """Epoch seconds of `day` whose copied rows differ from the legacy rows (values or
+    rows), in order."""
+    return day_checksums(
+        conn, spec, day, key, connect=connect, connections=connections
+    ).differing_seconds()
+
+
+def _second_rows(
+    conn: Any, table: str, alias_where: str, columns: tuple[str, ...], pk: str, params: tuple
+) -> dict[Any, tuple[tuple, tuple]]:
+    """{key: (values, QUOTEd values)} of a table's rows matching the condition."""
+    listed = ", ".join(q(c) for c in columns)
+    quoted = ", ".join(f"QUOTE({q(c)})" for c in columns)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {q(pk)}, {listed}, {quoted} FROM {q(table)} WHERE {alias_where}", params
+        )
+        width = len(columns)
+        return {row[0]: (row[1 : 1 + width], row[1 + width :]) for row in cur.fetchall()}
+
+
+def drill_down(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    seconds: list[int],
+    key: LegacyKey,
+    *,
+    limit: int = DRILL_KEYS,
+) -> list[dict[str, Any]]:
+    """The keys behind the first `DRILL_SECONDS` differing seconds (at most `limit`), with
+    both sides' values of the columns that differ: `missing_in_new` for a legacy row the new
+    table lacks, `not_in_legacy` for a copied row the legacy table does not hold there."""
+    assert spec.legacy_copy is not None
+    columns = compared_columns(conn, spec)
+    when = q(spec.legacy_copy.time_column)
+    tombstoned = _tombstoned_ids(conn, spec, day)
+    found: list[dict[str, Any]] = []
+    for second in seconds[:DRILL_SECONDS]:
+        start = dt.datetime.fromtimestamp(second, dt.UTC).replace(tzinfo=None)
+        window = (start, start + dt.timedelta(seconds=1))
+        within = f"{when} >= %s AND {when} < %s"
+        legacy = _second_rows(
+            conn, spec.legacy_copy.source_table, within, columns, key.column, window
+        )
+        copied = _second_rows(
+            conn,
+            spec.mysql.target_table,
+            f"{within} AND {q(key.column)} <= %s",
+            columns,
+            key.column,
+            (*window, key.limit),
+        )
+        for pk in sorted(set(legacy) | set(copied)):
+            if pk in tombstoned and pk not in copied:
+                continue  # deleted on purpose by the merge
+            old, new = legacy.get(pk), copied.get(pk)
+            if old is not None and new is not None and old[1] == new[1]:
+                continue
+            entry: dict[str, Any] = {
+                "second": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "key": {key.column: str(pk)},
+                "missing_in_new": new is None,
+                "not_in_legacy": old is None,
+            }
+            shown = [
+                i
+                for i in range(len(columns))
+                if old is None or new is None or old[1][i] != new[1][i]
+            ]
+            entry["legacy"] = {columns[i]: _shown(old[0][i]) for i in shown} if old else {}
+            entry["new"] = {columns[i]: _shown(new[0][i]) for i in shown} if new else {}
+            found.append(entry)
+            if len(found) >= limit:
+                return found
+    return found
+
+
+def _shown(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    return str(value)
+
+
+def _tombstoned_ids(conn: Any, spec: MigrationSpec, day: dt.date) -> set[int]:
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT `legacy_id` FROM {q(tombstones_table(spec))} "
+            "WHERE `event_time` >= %s AND `event_time` < %s",
+            day_window(day),
+        )
+        return {int(row[0]) for row in cur.fetchall()}
+
+
+def iso_second(second: int) -> str:
+    return dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
