@@ -126,11 +126,11 @@ def assert_day_exact(spec, settings, resources, *, rerun: bool = True) -> None:
 
 
 def assert_exact(result, settings) -> None:
-    """`result` (a run of the whole graph or of every check for DAY) succeeded with all eight
+    """`result` (a run of the whole graph or of every check for DAY) succeeded with all nine
     checks passed; no duplicate key; every legacy row of the day is copied or a tombstone."""
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 8 and all(e.passed for e in checks)  # exact per-second parity
+    assert len(checks) == 9 and all(e.passed for e in checks)  # exact per-second parity
     duplicates = fetch(
         settings,
         "SELECT COUNT(*) FROM (SELECT 1 FROM orders GROUP BY customer_id, order_id, created_at"

@@ -7,17 +7,32 @@ import csv
 import datetime as dt
 from pathlib import Path
 
+import pymysql
 import pytest
 
-from migration_assets.mysql.catalog import group_index_rows
+from migration_assets.mysql.catalog import ColumnInfo, group_index_rows
 from migration_assets.mysql.connection import connection
-from migration_assets.mysql.ddl import ensure_tables
+from migration_assets.mysql.ddl import (
+    _type_problem,
+    ensure_tables,
+    target_table_ddl,
+    temp_table_ddl,
+    unmatched_table_ddl,
+)
+from migration_assets.mysql.load import load_day
+from migration_assets.mysql.merge import merge_day
 from migration_assets.mysql.partitioning import (
     layout_from_create_table,
     layout_from_partitions,
     read_partitions,
 )
-from migration_assets_tests.test_aurora import orders_spec
+from migration_assets.quality.counts import (
+    merged_day,
+    mismatched_seconds,
+    parquet_json_checksums,
+    staged_json_checksums,
+)
+from migration_assets_tests.test_aurora import DAY, day_table, orders_spec, row
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mysql8"
 UNTIL = dt.date(2023, 1, 4)  # the fixtures' first day past the day partitions
@@ -75,3 +90,65 @@ def test_functional_index_parts_with_no_column_name_are_kept_apart():
     assert found["by_day"][0] != "customer_id" and found["by_day"][0].startswith("(")
     # a unique key with an expression part never passes for a key on plain columns
     assert sorted(found["uniq_email"]) != ["email"]
+
+
+# --------------------------------------------------------------------------- JSON fidelity
+
+# what MySQL's JSON type would change: a number past 64 bits (stored as a double), keys out
+# of order, a duplicate key (the last one kept), and spacing
+RAW_JSON = '{"z": 1, "big": 12345678901234567890123456789012345678, "a": [1.50, "x"], "z": 2}'
+NORMALISED = '{"a": [1.5, "x"], "z": 2, "big": 1.2345678901234568e37}'
+
+
+def test_json_columns_are_checked_text_in_every_table_the_project_creates():
+    spec = orders_spec()
+    for ddl in (temp_table_ddl(spec), target_table_ddl(spec), unmatched_table_ddl(spec)):
+        assert (
+            "`attrs` LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin CHECK (JSON_VALID(`attrs`))"
+            in ddl
+        )
+        assert " JSON" not in ddl
+        assert "`loyalty_tier` VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" in ddl
+
+
+def test_a_native_json_target_column_is_refused_with_the_fix():
+    spec = orders_spec()
+    attrs = next(c for c in spec.columns if c.column == "attrs")
+    native = ColumnInfo("attrs", "json", "json", True)
+    problem = _type_problem(attrs, native, spec)
+    assert problem is not None and "normalises" in problem and "MODIFY `attrs` LONGTEXT" in problem
+    assert _type_problem(attrs, native, spec, native_json=True) is None  # a legacy column
+    assert _type_problem(attrs, ColumnInfo("attrs", "longtext", "longtext", True), spec) is None
+
+
+def test_json_text_arrives_unchanged_and_a_changed_value_fails(mysql_db):
+    spec = orders_spec(update_columns=["loyalty_tier", "attrs"])
+    table = day_table(spec, [row(1, 1, 5, attrs=RAW_JSON), row(2, 2, 5), row(3, 3, 9, attrs=None)])
+    with connection(mysql_db) as conn:
+        ensure_tables(conn, spec)
+        load_day(conn, spec, DAY, table)
+        merge_day(conn, spec, DAY)
+        with conn.cursor() as cur:
+            cur.execute("SELECT attrs FROM orders WHERE order_id = 1")
+            assert cur.fetchone()[0] == RAW_JSON  # byte for byte: 38 digits, order, duplicate
+            with pytest.raises(pymysql.err.OperationalError):  # CHECK (JSON_VALID(...))
+                cur.execute("UPDATE orders SET attrs = 'not json' WHERE order_id = 2")
+        conn.rollback()
+        expected = parquet_json_checksums(table, spec)
+        assert staged_json_checksums(conn, spec, DAY) == expected
+        facts = merged_day(conn, spec, DAY)
+        assert facts.staged_checksums == facts.target_checksums
+        # what a JSON column would have stored: the staged text no longer matches Parquet
+        with conn.cursor() as cur:
+            cur.execute("UPDATE orders_stage SET attrs = %s WHERE order_id = 1", (NORMALISED,))
+            conn.commit()
+        changed = staged_json_checksums(conn, spec, DAY)
+        second = int(dt.datetime.combine(DAY, dt.time(), dt.UTC).timestamp()) + 5
+        assert mismatched_seconds(expected, changed) == [second]
+        # and in the target: the merged columns' checksum differs from the staged one
+        with conn.cursor() as cur:
+            cur.execute("UPDATE orders_stage SET attrs = %s WHERE order_id = 1", (RAW_JSON,))
+            cur.execute("UPDATE orders SET attrs = %s WHERE order_id = 1", (NORMALISED,))
+            conn.commit()
+        facts = merged_day(conn, spec, DAY)
+        assert facts.staged_checksums != facts.target_checksums

@@ -189,6 +189,30 @@ def read_committed(conn: Any) -> None:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
+_ZERO_DATE_MODES = frozenset({"NO_ZERO_DATE", "NO_ZERO_IN_DATE"})
+
+
+@contextlib.contextmanager
+def legacy_dates(conn: Any) -> Iterator[None]:
+    """The block runs with the session's sql_mode minus NO_ZERO_DATE and NO_ZERO_IN_DATE
+    (strict mode kept), then the mode is restored: a table made on MySQL 5.6 may have
+    `DEFAULT '0000-00-00 00:00:00'` or hold zero dates, which MySQL 5.7/8.0's default
+    sql_mode refuses in DDL (1067) and in an INSERT ... SELECT copying them (1292). For the
+    BIGINT copy's DDL and copy statements only: they carry what the legacy table holds."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@SESSION.sql_mode")
+        (saved,) = cur.fetchone()
+        relaxed = ",".join(m for m in saved.split(",") if m and m not in _ZERO_DATE_MODES)
+        if relaxed == saved:
+            yield
+            return
+        cur.execute("SET SESSION sql_mode = %s", (relaxed,))
+        try:
+            yield
+        finally:
+            cur.execute("SET SESSION sql_mode = %s", (saved,))
+
+
 def ensure_database(settings: MySQLSettings) -> None:
     """Create the configured database if it does not exist (name validated, then quoted)."""
     name = validate_database_name(settings.database)

@@ -79,7 +79,9 @@ class _Sql:
         )
         matched = f"SELECT COUNT(*) FROM {temp} s JOIN {target} t ON {join} WHERE {chunk} AND "
         self.matched = matched + put
-        on_duplicate = ", ".join(f"{q(u)} = VALUES({q(u)})" for u in updates) or (
+        # the SELECT's own columns (`s.col`), not VALUES(col): deprecated since MySQL 8.0.20,
+        # and the row alias that replaces it (8.0.19) is not MariaDB syntax
+        on_duplicate = ", ".join(f"{q(u)} = s.{q(u)}" for u in updates) or (
             f"{q(spec.mysql.key[0])} = {q(spec.mysql.key[0])}"
         )
         self.upsert = (
