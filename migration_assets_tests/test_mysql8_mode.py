@@ -125,7 +125,8 @@ def test_grouped_results_larger_than_max_allowed_packet_are_read_whole(db8):
     """600,000 groups of ~10 bytes: more than the 4 MiB a GROUP_CONCAT result can hold here
     (MariaDB's sequence engine makes the rows)."""
     with connection(db8) as conn:
-        rows = _grouped_rows(conn, "SELECT seq AS c0, MOD(seq, 7) AS c1 FROM seq_1_to_600000", (), 2)
+        sql = "SELECT seq AS c0, MOD(seq, 7) AS c1 FROM seq_1_to_600000"
+        rows = _grouped_rows(conn, sql, (), 2)
     assert rows.shape == (600_000, 2)
     assert rows[:, 0].sum() == 600_000 * 600_001 // 2
     assert (rows[:, 1] == rows[:, 0] % 7).all()

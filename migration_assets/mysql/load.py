@@ -32,7 +32,8 @@ from ..spec import MigrationSpec
 from .ddl import DAY, SEQ, merges_table
 
 LoadMethod = Literal["auto", "local_infile", "insert"]
-_LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 4166}  # not allowed, rejected, disabled (MySQL 8.0; MariaDB)
+# not allowed, rejected, disabled (MySQL 8.0), disabled (MariaDB 10.11)
+_LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 4166}
 _INSERT_BATCH = 5_000
 FEED_THREAD = "load-data-feed"  # the thread writing the load text into the named pipe
 _log = logging.getLogger(__name__)
