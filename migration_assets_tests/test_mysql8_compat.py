@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pymysql
 import pytest
+import yaml
 
-from migration_assets.mysql.catalog import ColumnInfo, group_index_rows
+from migration_assets.mysql.catalog import (
+    ColumnInfo,
+    SchemaConflictError,
+    group_index_rows,
+    table_columns,
+)
 from migration_assets.mysql.connection import connection
 from migration_assets.mysql.ddl import (
     _type_problem,
@@ -32,6 +38,7 @@ from migration_assets.quality.counts import (
     parquet_json_checksums,
     staged_json_checksums,
 )
+from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 from migration_assets_tests.test_aurora import DAY, day_table, orders_spec, row
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mysql8"
@@ -152,3 +159,51 @@ def test_json_text_arrives_unchanged_and_a_changed_value_fails(mysql_db):
             conn.commit()
         facts = merged_day(conn, spec, DAY)
         assert facts.staged_checksums != facts.target_checksums
+
+
+# --------------------------------------------------------------------------- collations
+
+
+def _string_key_spec():
+    """The example spec keyed by a string column (loyalty_tier) and the event time."""
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data.pop("legacy_copy")
+    for column in data["columns"]:
+        if column["column"] == "loyalty_tier":
+            column["nullable"] = False
+    data["mysql"].update(key=["customer_id", "loyalty_tier", "created_at"], update_columns=[])
+    return parse_spec(data)
+
+
+def test_string_keys_are_binary_so_case_and_accents_stay_distinct(mysql_db):
+    spec = _string_key_spec()
+    tiers = ["gold", "Gold", "göld"]  # equal under utf8mb4_0900_ai_ci (and general_ci)
+    table = day_table(spec, [row(1, n, 1, tier=t) for n, t in enumerate(tiers)])
+    with connection(mysql_db) as conn:
+        ensure_tables(conn, spec)
+        load_day(conn, spec, DAY, table)
+        assert merge_day(conn, spec, DAY).inserted == 3
+        with conn.cursor() as cur:
+            cur.execute("SELECT loyalty_tier FROM orders ORDER BY loyalty_tier")
+            assert sorted(r[0] for r in cur.fetchall()) == sorted(tiers)
+        facts = merged_day(conn, spec, DAY)
+        assert facts.staged == facts.merged and facts.staged_checksums == facts.target_checksums
+
+
+def test_a_key_collation_mismatch_is_refused_before_anything_runs(mysql_db):
+    spec = _string_key_spec()
+    with connection(mysql_db) as conn:
+        with conn.cursor() as cur:  # a target made elsewhere, its key in a _ci collation
+            cur.execute(
+                "CREATE TABLE orders (customer_id BIGINT NOT NULL, order_id BIGINT NOT NULL,"
+                " created_at DATETIME NOT NULL, amount DECIMAL(18,4),"
+                " loyalty_tier VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                " NOT NULL, attrs LONGTEXT,"
+                " PRIMARY KEY (customer_id, loyalty_tier, created_at))"
+            )
+        with pytest.raises(SchemaConflictError) as excinfo:
+            ensure_tables(conn, spec)
+        message = str(excinfo.value)
+        assert "'loyalty_tier'" in message
+        assert "utf8mb4_bin in staging" in message and "utf8mb4_unicode_ci in target" in message
+        assert table_columns(conn, "orders_stage") == {}  # nothing was created

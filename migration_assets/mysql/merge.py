@@ -82,7 +82,8 @@ class _Sql:
         # the SELECT's own columns (`s.col`), not VALUES(col): deprecated since MySQL 8.0.20,
         # and the row alias that replaces it (8.0.19) is not MariaDB syntax
         on_duplicate = ", ".join(f"{q(u)} = s.{q(u)}" for u in updates) or (
-            f"{q(spec.mysql.key[0])} = {q(spec.mysql.key[0])}"
+            # no update columns: a no-op, qualified (the SELECT's table has the column too)
+            f"{target}.{q(spec.mysql.key[0])} = {target}.{q(spec.mysql.key[0])}"
         )
         self.upsert = (
             f"INSERT INTO {target} ({quote_identifiers(names)}) SELECT {selected} FROM {temp} s "
