@@ -151,7 +151,10 @@ def merge_day(
         raise ValueError("chunk_rows must be at least 1")
     started = time.perf_counter()
     added = ensure_day_partition(conn, spec, day)  # DDL when needed: before the day's statements
-    sql = _Sql(spec, legacy_key(conn, spec) if spec.legacy_copy else None)
+    legacy = legacy_key(conn, spec) if spec.legacy_copy else None
+    if legacy is not None:
+        keep_new_ids_above_legacy(conn, spec, legacy)
+    sql = _Sql(spec, legacy)
     result = MergeResult(day, mode=spec.mysql.mode, on_delete=spec.mysql.on_delete)
     result.partition, result.partitions_added = partition_of(conn, spec, day), len(added)
     with conn.cursor() as cur:
@@ -196,6 +199,31 @@ def merge_day(
     conn.commit()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def keep_new_ids_above_legacy(conn: Any, spec: MigrationSpec, legacy: LegacyKey) -> bool:
+    """Raise the new table's AUTO_INCREMENT above the legacy id range when it has fallen into
+    it: MySQL 5.7 re-initialises an InnoDB counter to MAX(id)+1 at a restart or failover (5.7
+    manual, "AUTO_INCREMENT Handling in InnoDB"; 8.0 and MariaDB persist it), and until an id
+    above the range exists, the merge's inserts would then take legacy-range ids. Returns
+    whether it was raised (an in-place change of the counter alone, under a bounded lock
+    wait)."""
+    table = q(spec.mysql.target_table)
+    with conn.cursor() as cur:
+        cur.execute("SHOW TABLE STATUS LIKE %s", (spec.mysql.target_table,))
+        status = cur.fetchone()
+        names = [d[0].lower() for d in cur.description]
+        counter = status[names.index("auto_increment")] if status else None
+        if counter is None or int(counter) > legacy.limit:
+            return False
+        cur.execute("SELECT @@SESSION.lock_wait_timeout")
+        (saved,) = cur.fetchone()
+        cur.execute("SET SESSION lock_wait_timeout = 60")
+        try:
+            cur.execute(f"ALTER TABLE {table} AUTO_INCREMENT = {int(legacy.limit) + 1}")
+        finally:
+            cur.execute("SET SESSION lock_wait_timeout = %s", (int(saved),))
+    return True
 
 
 def _fresh_day(conn: Any, cur: Any, sql: _Sql, spec: MigrationSpec, day: dt.date) -> bool:
