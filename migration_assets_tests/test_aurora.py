@@ -643,6 +643,7 @@ def test_a_range_run_records_each_days_check_results(
         }
         | {("parquet_partitions", "per_second_count_parity", day): True for day in days}
         | {("target_table", "per_second_checksum_parity", day): True for day in days}
+        | {("aurora_temp_table", "json_text_parity", day): True for day in days}
     )
     assert per_day == expected
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.partition == days[1])
