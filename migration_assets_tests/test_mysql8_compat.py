@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 from pathlib import Path
 
 import pymysql
@@ -17,6 +18,7 @@ from migration_assets.mysql.catalog import (
     group_index_rows,
     table_columns,
 )
+from migration_assets.mysql.columns import column_type
 from migration_assets.mysql.connection import connection
 from migration_assets.mysql.ddl import (
     _type_problem,
@@ -25,6 +27,7 @@ from migration_assets.mysql.ddl import (
     temp_table_ddl,
     unmatched_table_ddl,
 )
+from migration_assets.mysql.legacy import _INT_TYPE
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.merge import merge_day
 from migration_assets.mysql.partitioning import (
@@ -207,3 +210,20 @@ def test_a_key_collation_mismatch_is_refused_before_anything_runs(mysql_db):
         assert "'loyalty_tier'" in message
         assert "utf8mb4_bin in staging" in message and "utf8mb4_unicode_ci in target" in message
         assert table_columns(conn, "orders_stage") == {}  # nothing was created
+
+
+def test_mysql8_legacy_column_lines_are_widened_and_json_becomes_text():
+    """The per-line rewrites of `copy_target_ddl` on MySQL 8.0's forms: no display width,
+    `int unsigned`, a native json column, a CHECK with a version comment."""
+    ddl = (FIXTURES / "legacy_show_create_80.txt").read_text()
+    lines = {line.strip().split(" ")[0]: line.strip().rstrip(",") for line in ddl.splitlines()}
+    for name, widened in [
+        ("id", "`id` bigint NOT NULL AUTO_INCREMENT"),
+        ("customer_id", "`customer_id` bigint unsigned NOT NULL"),
+    ]:
+        assert re.sub(rf"^(`{name}` ){_INT_TYPE}", r"\1bigint", lines[f"`{name}`"]) == widened
+    attrs = next(c for c in orders_spec().columns if c.column == "attrs")
+    text = re.sub(r"^`attrs` json\b", f"`attrs` {column_type(attrs)}", lines["`attrs`"])
+    assert text == "`attrs` LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin DEFAULT NULL"
+    check = re.sub(r"^CONSTRAINT `[^`]+` CHECK", "CHECK", lines["CONSTRAINT"])
+    assert check == "CHECK ((`customer_id` > 0)) /*!80016 NOT ENFORCED */"
