@@ -204,12 +204,19 @@ def test_a_key_collation_mismatch_is_refused_before_anything_runs(mysql_db):
                 " NOT NULL, attrs LONGTEXT,"
                 " PRIMARY KEY (customer_id, loyalty_tier, created_at))"
             )
+            cur.execute(temp_table_ddl(spec))  # a staging table made for a binary target
         with pytest.raises(SchemaConflictError) as excinfo:
             ensure_tables(conn, spec)
         message = str(excinfo.value)
         assert "'loyalty_tier'" in message
         assert "utf8mb4_bin in staging" in message and "utf8mb4_unicode_ci in target" in message
-        assert table_columns(conn, "orders_stage") == {}  # nothing was created
+        assert table_columns(conn, "orders_stage_merges") == {}  # nothing was created
+        with conn.cursor() as cur:  # as the message says: a new staging table follows the
+            cur.execute("DROP TABLE orders_stage")  # target's key collation
+        ensure_tables(conn, spec)
+        assert table_columns(conn, "orders_stage")["loyalty_tier"].collation == (
+            "utf8mb4_unicode_ci"
+        )
 
 
 def test_mysql8_legacy_column_lines_are_widened_and_json_becomes_text():

@@ -230,16 +230,21 @@ def _string_keys(spec: MigrationSpec) -> list[Column]:
 
 
 def key_collations(conn: Any, spec: MigrationSpec) -> dict[str, str]:
-    """The collation each string key column gets in a new staging table: the legacy
-    table's with `legacy_copy` (the new target copies the legacy definition), else binary."""
-    if spec.legacy_copy is None:
+    """The collation each string key column gets in a new staging table: the existing
+    target's, else the legacy table's with `legacy_copy` (the new target copies the legacy
+    definition), else binary (absent here)."""
+    keys = _string_keys(spec)
+    if not keys:
         return {}
-    legacy = table_columns(conn, spec.legacy_copy.source_table)
-    return {
-        c.column: legacy[c.column].collation
-        for c in _string_keys(spec)
-        if c.column in legacy and legacy[c.column].collation
-    }
+    found = {}
+    sources = [spec.mysql.target_table]
+    sources += [spec.legacy_copy.source_table] if spec.legacy_copy else []
+    for table in sources:
+        columns = table_columns(conn, table)
+        for c in keys:
+            if c.column not in found and c.column in columns and columns[c.column].collation:
+                found[c.column] = columns[c.column].collation
+    return found
 
 
 def collation_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
@@ -252,10 +257,10 @@ def collation_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
         return []
     staging = table_columns(conn, spec.mysql.temp_table)
     target = table_columns(conn, spec.mysql.target_table)
-    legacy = key_collations(conn, spec)
+    derived = key_collations(conn, spec)
     problems = []
     for column in keys:
-        made = legacy.get(column.column, BINARY)  # what a new table of either kind gets
+        made = derived.get(column.column, BINARY)  # what a new table of either kind gets
         ours = staging[column.column].collation if column.column in staging else made
         theirs = target[column.column].collation if column.column in target else made
         if ours != theirs:
