@@ -393,11 +393,16 @@ def staged_json_check(
     ) -> dg.AssetCheckResult:
         client = s3.get_client()
 
-        def run(day: str) -> Validation:
+        def parquet(day: str) -> dict[int, int]:
             table = read_partition(client, spec, parse_day(day), json_counted_columns(spec))
-            expected = parquet_json_checksums(table, spec)
-            with mysql.connect() as conn:
-                observed = staged_json_checksums(conn, spec, parse_day(day), **mysql.parallel())
+            return parquet_json_checksums(table, spec)
+
+        def run(day: str) -> Validation:
+            with ThreadPoolExecutor(1) as side:  # S3, Arrow and zlib while MySQL sums
+                hashing = side.submit(parquet, day)
+                with mysql.connect() as conn:
+                    observed = staged_json_checksums(conn, spec, parse_day(day), **mysql.parallel())
+                expected = hashing.result()
             return second_count_parity(
                 expected,
                 observed,
