@@ -10,6 +10,7 @@ absent row), so a merge interrupted at any chunk is finished by running it again
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -210,10 +211,11 @@ def keep_new_ids_above_legacy(conn: Any, spec: MigrationSpec, legacy: LegacyKey)
     wait)."""
     table = q(spec.mysql.target_table)
     with conn.cursor() as cur:
-        cur.execute("SHOW TABLE STATUS LIKE %s", (spec.mysql.target_table,))
-        status = cur.fetchone()
-        names = [d[0].lower() for d in cur.description]
-        counter = status[names.index("auto_increment")] if status else None
+        name = spec.mysql.target_table  # LIKE: `_` and `%` escaped, then the exact name kept
+        cur.execute("SHOW TABLE STATUS LIKE %s", (re.sub(r"([\\_%])", r"\\\1", name),))
+        columns = [d[0].lower() for d in cur.description]
+        found = [r for r in cur.fetchall() if r[columns.index("name")] == name]
+        counter = found[0][columns.index("auto_increment")] if found else None
         if counter is None or int(counter) > legacy.limit:
             return False
         cur.execute("SELECT @@SESSION.lock_wait_timeout")
