@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
+
 
 def parse_day(key: str) -> dt.date:
     try:
@@ -38,6 +40,16 @@ def from_epoch_day(number: int) -> dt.date:
 
 
 SecondCounts = dict[int, int]  # epoch second -> rows (or a sum per second, e.g. of row hashes)
+NULL_TEXT_HASH = 1 << 32  # a NULL's hash where text hashes by CRC32: outside CRC32's range
+
+
+def sum_by_second(seconds: np.ndarray, values: np.ndarray) -> SecondCounts:
+    """Exact int64 sums per second; seconds whose sum is 0 are left out (0 is the default)."""
+    unique, inverse = np.unique(seconds, return_inverse=True)
+    sums = np.zeros(len(unique), dtype=np.int64)
+    np.add.at(sums, inverse, values)
+    keep = sums != 0
+    return dict(zip(unique[keep].tolist(), sums[keep].tolist(), strict=True))
 
 
 def mismatched_seconds(expected: SecondCounts, observed: SecondCounts) -> list[int]:

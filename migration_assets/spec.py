@@ -252,6 +252,11 @@ class MigrationSpec:
         return next(c for c in self.columns if c.attribute == self.dynamodb.event_time.attribute)
 
     @property
+    def json_columns(self) -> tuple[str, ...]:
+        """The columns typed json (stored as checked text: their exact text is compared)."""
+        return tuple(c.column for c in self.columns if c.type.kind == "json")
+
+    @property
     def key_columns(self) -> tuple[Column, ...]:
         return tuple(self.column(name) for name in self.mysql.key)
 

@@ -347,6 +347,7 @@ def test_assets_from_export_to_target(spec, mysql_db, s3_client, pipeline):
     evaluations = result.get_asset_check_evaluations()
     assert sorted((e.asset_key.to_user_string(), e.check_name, e.passed) for e in evaluations) == [
         ("aurora_temp_table", "bigint_id_schema", True),
+        ("aurora_temp_table", "json_text_parity", True),
         ("aurora_temp_table", "per_second_count_parity", True),
         ("parquet_partitions", "per_second_count_parity", True),
         ("target_table", "bigint_id_schema", True),
@@ -646,6 +647,7 @@ def test_a_range_run_records_each_days_check_results(
             for asset in ("target_table", "bigint_table_copy")
             for day in days
         }
+        | {("aurora_temp_table", "json_text_parity", day): True for day in days}
     )
     assert per_day == expected
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.partition == days[1])

@@ -53,7 +53,8 @@ def test_the_whole_graph_copies_merges_and_proves_a_day(spec, mysql_db, world):
     result = dg.materialize(build_assets(spec), partition_key=day, resources=resources)
     assert result.success
     checks = evaluations(result)
-    assert len(checks) == 9 and all(e.passed for e in checks.values())
+    assert len(checks) == 10 and all(e.passed for e in checks.values())
+    assert checks[("aurora_temp_table", "json_text_parity")].metadata["seconds_compared"].value
     parity = checks[("bigint_table_copy", "per_second_count_parity")]
     legacy_rows = fetch(
         mysql_db,

@@ -516,3 +516,24 @@ def test_cutover_refuses_legacy_rows_no_partition_copies(legacy_table):
     )
     with pytest.raises(CutoverRefused, match="1 legacy rows are dated after 2024-03-04"):
         cutover(connector(legacy_table), spec, today=today)
+
+
+def test_a_counter_fallen_into_the_legacy_range_is_raised_before_the_merge(legacy_table):
+    """MySQL 5.7 re-initialises an InnoDB counter to MAX(id)+1 at a restart: set by hand
+    here (MariaDB persists it), the merge's new rows must still get ids above the range."""
+    from migration_assets.mysql.merge import merge_day
+
+    spec = legacy_spec()
+    make_room_for_new_ids(legacy_table)
+    with connection(legacy_table) as conn, conn.cursor() as cur:
+        ensure_tables(conn, spec)
+        copy_day(connector(legacy_table), spec, DAY)
+        cur.execute("ALTER TABLE orders AUTO_INCREMENT = 6")  # what a 5.7 restart leaves
+        cur.execute(  # a DynamoDB-only item of the day: the merge inserts it
+            "INSERT INTO orders_stage (_day, _seq, _change, customer_id, order_id, created_at)"
+            " VALUES (%s, 1, 'put', 77, 77, '2024-03-01 08:00:00')",
+            (DAY,),
+        )
+        conn.commit()
+        assert merge_day(conn, spec, DAY).inserted == 1
+    assert rows(legacy_table, "SELECT id FROM orders WHERE order_id = 77")[0][0] == INT_MAX + 1

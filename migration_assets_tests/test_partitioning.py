@@ -155,3 +155,35 @@ def test_a_day_before_the_start_is_merged_and_counted(mysql_db, partitioning):
         merge_day(conn, spec, early)
         assert sum(merged_day(conn, spec, early).merged.values()) == 1
     assert len(target_rows(mysql_db, spec)) == 1
+
+
+def test_the_split_waits_for_a_long_transaction_only_up_to_its_bound(mysql_db, monkeypatch):
+    """A transaction holding the target's metadata lock makes the split fail after
+    `SPLIT_LOCK_WAIT_S` (1 s here) instead of waiting the server's default year with every
+    later statement on the table queued behind it; the session's own setting comes back."""
+    import time
+
+    import pymysql
+
+    from migration_assets.mysql import partitioning
+
+    monkeypatch.setattr(partitioning, "SPLIT_LOCK_WAIT_S", 1)
+    spec = orders_spec()
+    with connection(mysql_db) as conn:
+        ensure_tables(conn, spec)
+        late = covered_until(conn, spec, fresh=True) + dt.timedelta(days=1)
+    with connection(mysql_db) as holder, holder.cursor() as cur:
+        cur.execute("START TRANSACTION")
+        cur.execute("SELECT COUNT(*) FROM orders")  # holds a shared metadata lock until commit
+        with connection(mysql_db) as conn, conn.cursor() as own:
+            own.execute("SELECT @@SESSION.lock_wait_timeout")  # MySQL: a year; MariaDB: a day
+            (default,) = own.fetchone()
+            started = time.monotonic()
+            with pytest.raises(pymysql.err.OperationalError) as excinfo:
+                ensure_day_partition(conn, spec, late)
+            assert excinfo.value.args[0] == 1205 and time.monotonic() - started < 30
+            own.execute("SELECT @@SESSION.lock_wait_timeout")
+            assert own.fetchone()[0] == default >= 86400
+        holder.rollback()
+    with connection(mysql_db) as conn:
+        assert ensure_day_partition(conn, spec, late)  # once the transaction is gone

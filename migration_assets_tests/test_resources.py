@@ -163,3 +163,25 @@ def test_mysql_resource_repr_is_redacted():
     resource = MySQLResource(url="mysql://app:TOPSECRET@db:3306/orders")
     assert "TOPSECRET" not in repr(resource) and "TOPSECRET" not in str(resource)
     assert "mysql://app:***@db:3306/orders" in repr(resource)
+
+
+def test_tls_settings_come_from_the_url_query(tmp_path):
+    ca = tmp_path / "global-bundle.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = parse_mysql_url(
+        f"mysql://app:s3cret@db.example:3306/orders?ssl_ca={ca}&ssl_verify_identity=true"
+    )
+    assert (settings.ssl_ca, settings.ssl_verify_identity) == (str(ca), True)
+    assert parse_mysql_url(settings.url) == settings  # child processes get the same TLS
+    assert settings.redacted_url.startswith("mysql://app:***@db.example:3306/orders?ssl_ca=")
+    assert "s3cret" not in settings.redacted_url and "s3cret" not in repr(settings)
+    plain = parse_mysql_url("mysql://app@db/orders")
+    assert (plain.ssl_ca, plain.ssl_verify_identity) == (None, False)
+    for query, fragment in [
+        ("ssl_ca=/nonexistent/ca.pem", "ssl_ca: no file"),
+        ("ssl_verify_identity=maybe", "must be true or false"),
+        ("sslmode=require", "unknown option 'sslmode'"),
+    ]:
+        with pytest.raises(MySQLUrlError, match=fragment) as excinfo:
+            parse_mysql_url(f"mysql://app:s3cret@db/orders?{query}")
+        assert "s3cret" not in str(excinfo.value)

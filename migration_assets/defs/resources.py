@@ -14,6 +14,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -98,15 +99,7 @@ class MySQLResource(dg.ConfigurableResource):
     __str__ = __repr__
 
     def settings(self) -> MySQLSettings:
-        settings = parse_mysql_url(self.url)
-        return MySQLSettings(
-            settings.host,
-            settings.port,
-            settings.user,
-            settings.password,
-            settings.database,
-            connect_timeout_s=self.connect_timeout_s,
-        )
+        return replace(parse_mysql_url(self.url), connect_timeout_s=self.connect_timeout_s)
 
     def parallel(self) -> dict[str, Any]:
         """Keyword arguments that let a function run independent statements on more

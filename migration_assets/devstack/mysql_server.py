@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +53,13 @@ def _find_install_db() -> str | None:
     return None
 
 
-def start_throwaway_mysql(root: Path, port: int | None = None) -> ThrowawayMySQL:
+def start_throwaway_mysql(
+    root: Path, port: int | None = None, extra_args: Sequence[str] = ()
+) -> ThrowawayMySQL:
     """Initialise a data directory under `root` (unless it exists) and start the server on
     `port` (default: a free one; the same port restarts a server on its data, e.g. after a
-    crash in the fault-injection tests)."""
+    crash in the fault-injection tests). `extra_args` go last on the server's command line
+    (they override the defaults above them, e.g. MySQL 8.0's sql_mode for a test module)."""
     server = find_server_binary()
     if server is None:
         raise RuntimeError(MISSING_SERVER_HELP)
@@ -85,6 +89,7 @@ def start_throwaway_mysql(root: Path, port: int | None = None) -> ThrowawayMySQL
                 "--default-time-zone=+00:00",
                 "--character-set-server=utf8mb4",
                 *user_args,
+                *extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

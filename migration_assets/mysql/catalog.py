@@ -17,13 +17,14 @@ class ColumnInfo:
     column_type: str  # full type, e.g. "decimal(18,4)", "int(10) unsigned"
     nullable: bool
     auto_increment: bool = False
+    collation: str | None = None  # COLLATION_NAME (None: not a string column)
 
 
 def table_columns(conn: Any, table: str) -> dict[str, ColumnInfo]:
     """The table's columns in this database, in order (empty when the table does not exist)."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, EXTRA"
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, EXTRA, COLLATION_NAME"
             " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
             " AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
             (table,),
@@ -35,8 +36,9 @@ def table_columns(conn: Any, table: str) -> dict[str, ColumnInfo]:
                 column_type.lower(),
                 nullable == "YES",
                 "auto_increment" in extra.lower(),
+                collation,
             )
-            for name, data_type, column_type, nullable, extra in cur.fetchall()
+            for name, data_type, column_type, nullable, extra, collation in cur.fetchall()
         }
 
 
@@ -51,10 +53,18 @@ def indexes(conn: Any, table: str, *, unique: bool = False) -> dict[str, list[st
             + " ORDER BY INDEX_NAME, SEQ_IN_INDEX",
             (table,),
         )
-        found: dict[str, list[str]] = {}
-        for index, column in cur.fetchall():
-            found.setdefault(index, []).append(column)
-        return found
+        return group_index_rows(cur.fetchall())
+
+
+def group_index_rows(rows: Any) -> dict[str, list[str]]:
+    """(INDEX_NAME, COLUMN_NAME) rows in order -> name: its parts. A functional key part
+    (MySQL 8.0.13+) has a NULL COLUMN_NAME: it becomes `(expression N)`, a name no column
+    can have, so such an index never passes for one on plain columns."""
+    found: dict[str, list[str]] = {}
+    for index, column in rows:
+        parts = found.setdefault(index, [])
+        parts.append(column if column is not None else f"(expression {len(parts) + 1})")
+    return found
 
 
 def unique_keys(conn: Any, table: str) -> dict[str, list[str]]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import pymysql
 import pymysql.connections
@@ -37,16 +38,28 @@ class MySQLSettings:
     database: str = "migration"
     connect_timeout_s: int = 10
     read_timeout_s: int | None = None
+    ssl_ca: str | None = None  # CA bundle: TLS required, the server's certificate verified
+    ssl_verify_identity: bool = False  # and its name (host) checked against the certificate
 
     def __str__(self) -> str:
         return self.redacted_url
 
+    def _query(self) -> str:
+        options = []
+        if self.ssl_ca:
+            options.append(("ssl_ca", self.ssl_ca))
+        if self.ssl_verify_identity:
+            options.append(("ssl_verify_identity", "true"))
+        return f"?{urlencode(options, quote_via=quote)}" if options else ""
+
     @property
     def redacted_url(self) -> str:
-        """The URL with the password masked: safe for logs and metadata."""
+        """The URL with the password masked: safe for logs and metadata (the CA file's path
+        is no secret)."""
         secret = ":***" if self.password else ""
         return (
             f"mysql://{quote(self.user, safe='')}{secret}@{self.host}:{self.port}/{self.database}"
+            + self._query()
         )
 
     @property
@@ -55,6 +68,7 @@ class MySQLSettings:
         secret = f":{quote(self.password, safe='')}" if self.password else ""
         return (
             f"mysql://{quote(self.user, safe='')}{secret}@{self.host}:{self.port}/{self.database}"
+            + self._query()
         )
 
     def with_database(self, database: str) -> MySQLSettings:
@@ -67,17 +81,48 @@ def validate_database_name(name: str) -> str:
     return name
 
 
-def parse_mysql_url(url: str) -> MySQLSettings:
-    """Parse `mysql://user:password@host:port/database`; the password may be URL-encoded.
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
-    Refuses anything ambiguous (a second `@`, a `#` or `?`, a `/` in the password): such a
+
+def _tls_options(query: str) -> dict[str, Any]:
+    """`ssl_ca=<path>` (PEM CA bundle, e.g. RDS's global-bundle.pem) and
+    `ssl_verify_identity=true|false` from the URL's query."""
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "ssl_ca":
+            if not os.path.isfile(value):
+                raise MySQLUrlError(
+                    f"MIGRATION_MYSQL_URL ssl_ca: no file at {value!r} (a PEM CA bundle; "
+                    "URL-encode the path's special characters)"
+                )
+            options["ssl_ca"] = value
+        elif key == "ssl_verify_identity":
+            if value.lower() not in _TRUE | _FALSE:
+                raise MySQLUrlError("MIGRATION_MYSQL_URL ssl_verify_identity must be true or false")
+            options["ssl_verify_identity"] = value.lower() in _TRUE
+        else:
+            raise MySQLUrlError(
+                f"MIGRATION_MYSQL_URL has an unknown option {key[:40]!r}; known: ssl_ca, "
+                "ssl_verify_identity"
+            )
+    return options
+
+
+def parse_mysql_url(url: str) -> MySQLSettings:
+    """Parse `mysql://user:password@host:port/database[?ssl_ca=...&ssl_verify_identity=true]`;
+    the password may be URL-encoded.
+
+    Refuses anything ambiguous (a second `@`, a `#`, a `?` or `/` in the password): such a
     URL would put part of an unencoded password into the host or database name, and from
-    there into logs. Messages never echo the URL's parts.
+    there into logs. Messages never echo the URL's user, password or host.
     """
     text = url.strip()
     scheme, separator, rest = text.partition("://")
     netloc, _, path = rest.partition("/")
-    if separator and (netloc.count("@") > 1 or "#" in text or "?" in text or "/" in path):
+    database_part, _, query = path.partition("?")
+    if separator and (
+        netloc.count("@") > 1 or "#" in text or "?" in netloc or "/" in database_part or "@" in path
+    ):
         raise MySQLUrlError(
             "MIGRATION_MYSQL_URL is ambiguous: URL-encode special characters in the password "
             "(@ as %40, / as %2F, # as %23, ? as %3F, : as %3A)"
@@ -102,6 +147,7 @@ def parse_mysql_url(url: str) -> MySQLSettings:
         user=unquote(parts.username or "root"),
         password=unquote(parts.password or ""),
         database=validate_database_name(database),
+        **_tls_options(parts.query),
     )
 
 
@@ -135,6 +181,23 @@ def _preferred_ssl_context() -> ssl.SSLContext:
     return pymysql.connections.Connection._create_ssl_ctx(None, {})  # type: ignore[arg-type]
 
 
+@functools.cache
+def _verified_ssl_context(ca: str | None, verify_identity: bool) -> ssl.SSLContext:
+    """TLS required and the server's certificate verified against `ca` (the system store
+    when None), its name checked when `verify_identity`; built once per setting. Given as a
+    context, pymysql refuses a server that offers no TLS instead of going on in clear."""
+    context = ssl.create_default_context(cafile=ca)
+    context.check_hostname = verify_identity
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _tls(settings: MySQLSettings) -> dict[str, Any]:
+    if not settings.ssl_ca and not settings.ssl_verify_identity:
+        return {}  # pymysql's preferred mode: TLS when the server offers it, unverified
+    return {"ssl": _verified_ssl_context(settings.ssl_ca, settings.ssl_verify_identity)}
+
+
 def open_connection(settings: MySQLSettings, *, database: bool = True) -> pymysql.Connection:
     """A new connection with the session settings the pipeline relies on.
 
@@ -158,6 +221,7 @@ def open_connection(settings: MySQLSettings, *, database: bool = True) -> pymysq
             read_timeout=settings.read_timeout_s,
             init_command="SET time_zone = '+00:00'",
             cursorclass=pymysql.cursors.Cursor,
+            **_tls(settings),
         )
     except pymysql.err.MySQLError as exc:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
@@ -187,6 +251,30 @@ def read_committed(conn: Any) -> None:
     chunks of one day on several connections do not block each other."""
     with conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+
+_ZERO_DATE_MODES = frozenset({"NO_ZERO_DATE", "NO_ZERO_IN_DATE"})
+
+
+@contextlib.contextmanager
+def legacy_dates(conn: Any) -> Iterator[None]:
+    """The block runs with the session's sql_mode minus NO_ZERO_DATE and NO_ZERO_IN_DATE
+    (strict mode kept), then the mode is restored: a table made on MySQL 5.6 may have
+    `DEFAULT '0000-00-00 00:00:00'` or hold zero dates, which MySQL 5.7/8.0's default
+    sql_mode refuses in DDL (1067) and in an INSERT ... SELECT copying them (1292). For the
+    BIGINT copy's DDL and copy statements only: they carry what the legacy table holds."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@SESSION.sql_mode")
+        (saved,) = cur.fetchone()
+        relaxed = ",".join(m for m in saved.split(",") if m and m not in _ZERO_DATE_MODES)
+        if relaxed == saved:
+            yield
+            return
+        cur.execute("SET SESSION sql_mode = %s", (relaxed,))
+        try:
+            yield
+        finally:
+            cur.execute("SET SESSION sql_mode = %s", (saved,))
 
 
 def ensure_database(settings: MySQLSettings) -> None:

@@ -20,18 +20,28 @@ from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import Column, MigrationSpec
 from .catalog import ColumnInfo, SchemaConflictError, table_columns, unique_keys
+from .columns import BINARY, column_type, json_check
+from .connection import legacy_dates
 from .legacy import copy_bookkeeping_ddl, copy_target_ddl
 from .partitioning import partition_clause
 
 DAY, SEQ, CHANGE = "_day", "_seq", "_change"
 
 
-def _column_sql(column: Column, spec: MigrationSpec, *, nullable: bool | None = None) -> str:
-    sql = (
-        "BIGINT" if column.column in spec.id_columns and column.type.is_integer else column.type.sql
-    )
+def _column_sql(
+    column: Column,
+    spec: MigrationSpec,
+    *,
+    nullable: bool | None = None,
+    collations: dict[str, str] | None = None,
+) -> str:
+    """`collations`: column -> collation for key columns that must match another table's."""
+    if column.column in spec.id_columns and column.type.is_integer:
+        sql = "BIGINT"
+    else:
+        sql = column_type(column, (collations or {}).get(column.column))
     allow_null = column.nullable if nullable is None else nullable
-    return f"{q(column.column)} {sql}{'' if allow_null else ' NOT NULL'}"
+    return f"{q(column.column)} {sql}{'' if allow_null else ' NOT NULL'}{json_check(column)}"
 
 
 def _event_index(spec: MigrationSpec) -> str:
@@ -44,8 +54,8 @@ def key_join(spec: MigrationSpec) -> str:
     return " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.mysql.key)
 
 
-def temp_table_ddl(spec: MigrationSpec) -> str:
-    columns = [_column_sql(c, spec) for c in spec.columns]
+def temp_table_ddl(spec: MigrationSpec, collations: dict[str, str] | None = None) -> str:
+    columns = [_column_sql(c, spec, collations=collations) for c in spec.columns]
     return (
         f"CREATE TABLE IF NOT EXISTS {q(spec.mysql.temp_table)} (\n  "
         + ",\n  ".join(
@@ -121,8 +131,20 @@ _FAMILIES = {
 }
 
 
-def _type_problem(column: Column, info: ColumnInfo, spec: MigrationSpec) -> str | None:
+def _type_problem(
+    column: Column, info: ColumnInfo, spec: MigrationSpec, *, native_json: bool = False
+) -> str | None:
+    """`native_json`: MySQL's JSON type is acceptable (a legacy column: the new table
+    declares it as checked text, `copy_target_ddl`)."""
     expected = column.type
+    if expected.kind == "json" and info.data_type == "json" and not native_json:
+        return (
+            "is MySQL's JSON type, which normalises values (numbers beyond 64-bit integers "
+            "become doubles, keys are re-sorted, duplicate keys dropped), so the merged text "
+            "would differ from the Parquet's; make it text checked as JSON: ALTER TABLE ... "
+            f"MODIFY {q(column.column)} LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin "
+            f"CHECK (JSON_VALID({q(column.column)}))"
+        )
     if column.column in spec.id_columns and expected.is_integer:
         if info.data_type != "bigint":
             return f"is {info.column_type}, but id columns must be BIGINT"
@@ -194,7 +216,7 @@ def legacy_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
             continue
         if column.column in spec.legacy_copy.bigint_columns:
             continue  # widened to BIGINT in the new table
-        problem = _type_problem(column, info, spec)
+        problem = _type_problem(column, info, spec, native_json=True)
         if problem and column.column in spec.id_columns:
             problem += " (list it in legacy_copy.bigint_columns to widen it)"
         if problem:
@@ -202,10 +224,59 @@ def legacy_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
     return problems
 
 
+def _string_keys(spec: MigrationSpec) -> list[Column]:
+    by_name = {c.column: c for c in spec.columns}
+    return [by_name[k] for k in spec.mysql.key if by_name[k].type.kind in ("varchar", "text")]
+
+
+def key_collations(conn: Any, spec: MigrationSpec) -> dict[str, str]:
+    """The collation each string key column gets in a new staging table: the existing
+    target's, else the legacy table's with `legacy_copy` (the new target copies the legacy
+    definition), else binary (absent here)."""
+    keys = _string_keys(spec)
+    if not keys:
+        return {}
+    found = {}
+    sources = [spec.mysql.target_table]
+    sources += [spec.legacy_copy.source_table] if spec.legacy_copy else []
+    for table in sources:
+        columns = table_columns(conn, table)
+        for c in keys:
+            if c.column not in found and c.column in columns and columns[c.column].collation:
+                found[c.column] = columns[c.column].collation
+    return found
+
+
+def collation_conflicts(conn: Any, spec: MigrationSpec) -> list[str]:
+    """String key columns whose collation differs between the staging table and the target
+    (as they are, or as `ensure_tables` would create them): the merge joins on them, and a
+    join across collations compares in one of them, so it can match keys the other holds
+    apart (`_ci`: case, accents) and cannot use the target's key index."""
+    keys = _string_keys(spec)
+    if not keys:
+        return []
+    staging = table_columns(conn, spec.mysql.temp_table)
+    target = table_columns(conn, spec.mysql.target_table)
+    derived = key_collations(conn, spec)
+    problems = []
+    for column in keys:
+        made = derived.get(column.column, BINARY)  # what a new table of either kind gets
+        ours = staging[column.column].collation if column.column in staging else made
+        theirs = target[column.column].collation if column.column in target else made
+        if ours != theirs:
+            problems.append(
+                f"key column {column.column!r} is {ours} in staging table "
+                f"{spec.mysql.temp_table!r} but {theirs} in target {spec.mysql.target_table!r}: "
+                "the merge's key join needs one collation; drop the staging table (it only "
+                "holds staged days, which reload from Parquet) or convert the target column"
+            )
+    return problems
+
+
 def ensure_tables(conn: Any, spec: MigrationSpec) -> None:
     """Create missing tables; refuse (never alter) tables that conflict with the spec."""
     problems = target_conflicts(conn, spec) + staging_conflicts(conn, spec)
-    problems += legacy_conflicts(conn, spec)
+    problems += legacy_conflicts(conn, spec) + collation_conflicts(conn, spec)
     if problems:
         raise SchemaConflictError(
             "existing tables conflict with the spec and are left unchanged:\n  "
@@ -215,12 +286,9 @@ def ensure_tables(conn: Any, spec: MigrationSpec) -> None:
     target = copy_target_ddl(conn, spec) if spec.legacy_copy else target_table_ddl(spec)
     copy_tables = copy_bookkeeping_ddl(spec) if spec.legacy_copy else []
     with conn.cursor() as cur:
-        for ddl in (
-            temp_table_ddl(spec),
-            target,
-            unmatched_table_ddl(spec),
-            merges_table_ddl(spec),
-            *copy_tables,
-        ):
+        for ddl in (temp_table_ddl(spec, key_collations(conn, spec)), target):
+            with legacy_dates(conn):  # the new table keeps a 5.6 table's zero-date defaults
+                cur.execute(ddl)
+        for ddl in (unmatched_table_ddl(spec), merges_table_ddl(spec), *copy_tables):
             cur.execute(ddl)
     conn.commit()

@@ -37,7 +37,8 @@ from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
 from .catalog import SchemaConflictError, indexes, primary_key, table_columns, unique_keys
-from .connection import read_committed
+from .columns import column_type, json_check
+from .connection import legacy_dates, read_committed
 from .parallel import Connect, run_on_connections
 
 DEFAULT_COPY_CHUNK_ROWS = 200_000
@@ -134,18 +135,22 @@ def copy_target_ddl(conn: Any, spec: MigrationSpec) -> str:
     definitions = [line.strip().rstrip(",") for line in body[:closing]]
     options = re.sub(r"\s*AUTO_INCREMENT=\d+", "", body[closing])
     kept: list[str] = []
+    json_columns = [c for c in spec.columns if c.type.kind == "json" and c.column in columns]
     for line in definitions:
         if "FOREIGN KEY" in line:
             continue
         line = re.sub(r"^CONSTRAINT `[^`]+` CHECK", "CHECK", line)  # names are per schema
         for name in legacy.bigint_columns:
             line = re.sub(rf"^(`{name}` ){_INT_TYPE}", r"\1bigint", line)
+        for c in json_columns:  # MySQL's JSON type rewrites merged values: checked text
+            line, native = re.subn(rf"^`{c.column}` json\b", f"`{c.column}` {column_type(c)}", line)
+            line += json_check(c) if native else ""
         if line.startswith(f"`{key.column}` ") and "AUTO_INCREMENT" not in line:
             line += " AUTO_INCREMENT"
         kept.append(line)
     columns_end = next(i for i, line in enumerate(kept) if not line.startswith("`"))
     added = [
-        f"{q(c.column)} {c.type.sql}{_UTF8 if c.type.kind in ('varchar', 'text') else ''}"
+        f"{q(c.column)} {column_type(c)}{json_check(c)}"  # binary utf8mb4 text, checked JSON
         for c in spec.columns
         if c.column not in columns
     ]
@@ -162,9 +167,6 @@ def copy_target_ddl(conn: Any, spec: MigrationSpec) -> str:
         + f"\n{options} AUTO_INCREMENT={key.limit + 1}"
         + "".join(f"\n{line}" for line in body[closing + 1 :])
     )
-
-
-_UTF8 = " CHARACTER SET utf8mb4"  # DynamoDB strings are Unicode whatever the legacy charset
 
 
 # --------------------------------------------------------------------------- copying
@@ -185,8 +187,8 @@ class _CopySql:
         merged = set(spec.mysql.update_columns)
         # a row the merge inserted first (same merge key, an id above the legacy range)
         # takes the legacy id; then the other copied columns
-        refresh = ", ".join(
-            f"{q(n)} = VALUES({q(n)})"
+        refresh = ", ".join(  # the SELECT's columns, not the deprecated VALUES(col)
+            f"{q(n)} = {self.source}.{q(n)}"
             for n in [key.column, *(n for n in names if n != key.column)]
             if n not in merged
         )
@@ -323,7 +325,8 @@ def copy_day(
         params = (*window, *(v for v in (lower, upper) if v is not None))
 
         def copy(conn: Any) -> None:
-            with conn.cursor() as cur:
+            # zero dates of a 5.6 table under 5.7/8.0's default sql_mode
+            with conn.cursor() as cur, legacy_dates(conn):
                 cur.execute(sql.copy(" AND ".join(where), skip_deleted=skip_deleted), params)
             conn.commit()
 
@@ -402,7 +405,8 @@ def catch_up(
         last = max(0, mark - overlap_ids)
         statement = sql.copy(f"{sql.pk} > %s AND {sql.pk} <= %s", skip_deleted=True)
         for lower, upper, rows in _id_chunks(cur, sql, last, chunk_rows):
-            cur.execute(statement, (lower, upper))
+            with legacy_dates(conn):
+                cur.execute(statement, (lower, upper))
             cur.execute(
                 f"REPLACE INTO {q(tail_table(spec))} VALUES (1, %s, UTC_TIMESTAMP())", (upper,)
             )
@@ -424,7 +428,8 @@ def copy_ids_above(
     for the few rows written between the last catch-up and the swap)."""
     sql = _CopySql(conn, spec, key, tables)
     with conn.cursor() as cur:
-        cur.execute(sql.copy(f"{sql.pk} > %s", skip_deleted=True), (last,))
+        with legacy_dates(conn):
+            cur.execute(sql.copy(f"{sql.pk} > %s", skip_deleted=True), (last,))
         cur.execute(f"SELECT COUNT(*) FROM {sql.source} WHERE {sql.pk} > %s", (last,))
         rows = int(cur.fetchone()[0])
     conn.commit()

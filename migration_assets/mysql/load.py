@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import tempfile
 import threading
@@ -31,13 +32,23 @@ from ..spec import MigrationSpec
 from .ddl import DAY, SEQ, merges_table
 
 LoadMethod = Literal["auto", "local_infile", "insert"]
-_LOCAL_INFILE_REFUSED = {1148, 2068, 3948}  # not allowed / rejected / disabled
+# not allowed, rejected, disabled (MySQL 8.0), disabled (MariaDB 10.11)
+_LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 4166}
 _INSERT_BATCH = 5_000
 FEED_THREAD = "load-data-feed"  # the thread writing the load text into the named pipe
+_log = logging.getLogger(__name__)
 
 
 class LoadError(RuntimeError):
     """The server reported a problem with loaded values (a warning under LOCAL is an error)."""
+
+
+LOCAL_INFILE_HELP = (
+    "LOAD DATA LOCAL INFILE was refused (server error {code}), so the day was loaded with "
+    "multi-row INSERTs, several times slower. Enable it on the server: local_infile=1 (MySQL "
+    "8.0 defaults to OFF; on Aurora MySQL set it in the DB cluster parameter group); the "
+    "client side already allows it."
+)
 
 
 @dataclass
@@ -47,6 +58,7 @@ class LoadResult:
     deleted_before: int
     method: str
     seconds: float
+    fallback: str | None = None  # why the INSERT fallback was used (LOCAL_INFILE_HELP)
 
 
 def _text(values: pa.Array, kind: str) -> pa.Array:
@@ -214,7 +226,7 @@ def load_day(
         deleted = cur.rowcount
         # newly staged rows are not merged yet (clean_days must not drop them)
         cur.execute(f"DELETE FROM {q(merges_table(spec))} WHERE {q(DAY)} = %s", (day,))
-        used = method
+        used, fallback = method, None
         if method in ("auto", "local_infile"):
             try:
                 _load_local_infile(cur, spec, day, table)
@@ -224,11 +236,13 @@ def load_day(
                 if method == "local_infile" or code not in _LOCAL_INFILE_REFUSED:
                     conn.rollback()
                     raise
-                used = "insert"
+                used, fallback = "insert", LOCAL_INFILE_HELP.format(code=code)
+                _log.warning("%s: %s", spec.mysql.temp_table, fallback)
         if used == "insert":
             _load_insert(cur, spec, day, table)
     conn.commit()
-    return LoadResult(day, table.num_rows, deleted, used, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return LoadResult(day, table.num_rows, deleted, used, elapsed, fallback)
 
 
 def clean_days(conn: Any, spec: MigrationSpec, before: dt.date, batch: int = 50_000) -> int:

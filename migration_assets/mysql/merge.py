@@ -10,6 +10,7 @@ absent row), so a merge interrupted at any chunk is finished by running it again
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,8 +80,11 @@ class _Sql:
         )
         matched = f"SELECT COUNT(*) FROM {temp} s JOIN {target} t ON {join} WHERE {chunk} AND "
         self.matched = matched + put
-        on_duplicate = ", ".join(f"{q(u)} = VALUES({q(u)})" for u in updates) or (
-            f"{q(spec.mysql.key[0])} = {q(spec.mysql.key[0])}"
+        # the SELECT's own columns (`s.col`), not VALUES(col): deprecated since MySQL 8.0.20,
+        # and the row alias that replaces it (8.0.19) is not MariaDB syntax
+        on_duplicate = ", ".join(f"{q(u)} = s.{q(u)}" for u in updates) or (
+            # no update columns: a no-op, qualified (the SELECT's table has the column too)
+            f"{target}.{q(spec.mysql.key[0])} = {target}.{q(spec.mysql.key[0])}"
         )
         self.upsert = (
             f"INSERT INTO {target} ({quote_identifiers(names)}) SELECT {selected} FROM {temp} s "
@@ -148,7 +152,10 @@ def merge_day(
         raise ValueError("chunk_rows must be at least 1")
     started = time.perf_counter()
     added = ensure_day_partition(conn, spec, day)  # DDL when needed: before the day's statements
-    sql = _Sql(spec, legacy_key(conn, spec) if spec.legacy_copy else None)
+    legacy = legacy_key(conn, spec) if spec.legacy_copy else None
+    if legacy is not None:
+        keep_new_ids_above_legacy(conn, spec, legacy)
+    sql = _Sql(spec, legacy)
     result = MergeResult(day, mode=spec.mysql.mode, on_delete=spec.mysql.on_delete)
     result.partition, result.partitions_added = partition_of(conn, spec, day), len(added)
     with conn.cursor() as cur:
@@ -193,6 +200,32 @@ def merge_day(
     conn.commit()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def keep_new_ids_above_legacy(conn: Any, spec: MigrationSpec, legacy: LegacyKey) -> bool:
+    """Raise the new table's AUTO_INCREMENT above the legacy id range when it has fallen into
+    it: MySQL 5.7 re-initialises an InnoDB counter to MAX(id)+1 at a restart or failover (5.7
+    manual, "AUTO_INCREMENT Handling in InnoDB"; 8.0 and MariaDB persist it), and until an id
+    above the range exists, the merge's inserts would then take legacy-range ids. Returns
+    whether it was raised (an in-place change of the counter alone, under a bounded lock
+    wait)."""
+    table = q(spec.mysql.target_table)
+    with conn.cursor() as cur:
+        name = spec.mysql.target_table  # LIKE: `_` and `%` escaped, then the exact name kept
+        cur.execute("SHOW TABLE STATUS LIKE %s", (re.sub(r"([\\_%])", r"\\\1", name),))
+        columns = [d[0].lower() for d in cur.description]
+        found = [r for r in cur.fetchall() if r[columns.index("name")] == name]
+        counter = found[0][columns.index("auto_increment")] if found else None
+        if counter is None or int(counter) > legacy.limit:
+            return False
+        cur.execute("SELECT @@SESSION.lock_wait_timeout")
+        (saved,) = cur.fetchone()
+        cur.execute("SET SESSION lock_wait_timeout = 60")
+        try:
+            cur.execute(f"ALTER TABLE {table} AUTO_INCREMENT = {int(legacy.limit) + 1}")
+        finally:
+            cur.execute("SET SESSION lock_wait_timeout = %s", (int(saved),))
+    return True
 
 
 def _fresh_day(conn: Any, cur: Any, sql: _Sql, spec: MigrationSpec, day: dt.date) -> bool:

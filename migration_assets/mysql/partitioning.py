@@ -27,7 +27,7 @@ from ..spec import MigrationSpec
 
 AHEAD_DAYS = 31  # day partitions made past the newest needed day (one split a month, live)
 BEFORE, FUTURE = "p_before", "p_future"
-_BOUND = re.compile(r"VALUES LESS THAN \('(\d{4}-\d{2}-\d{2})[ 0:]*'\)")
+SPLIT_LOCK_WAIT_S = 60  # lock_wait_timeout of the split's metadata lock
 
 
 def partition_name(day: dt.date) -> str:
@@ -69,18 +69,78 @@ def partition_clause(spec: MigrationSpec, today: dt.date) -> str:
 # process and table, and again only when a day falls past it.
 _COVERED_UNTIL: dict[tuple[Any, str], dt.date | None] = {}
 
+# How servers print the clause: MariaDB `PARTITION BY RANGE  COLUMNS(`created_at`)`, MySQL
+# 5.5-8.0 `/*!50500 PARTITION BY RANGE  COLUMNS(created_at)` (no backticks unless needed,
+# inside a version comment), partition names bare or quoted; case and spacing vary.
+_RANGE_COLUMNS = re.compile(r"PARTITION\s+BY\s+RANGE\s+COLUMNS\s*\(\s*([^)]*?)\s*\)", re.I)
+_PARTITION = re.compile(
+    r"PARTITION\s+`?(\w+)`?\s+VALUES\s+LESS\s+THAN\s*(?:\(\s*([^)]*?)\s*\)|(MAXVALUE))", re.I
+)
+_DAY_BOUND = re.compile(r"'(\d{4}-\d{2}-\d{2})(?: 00:00:00(?:\.0+)?)?'")
+
+
+def _unquote(name: str) -> str:
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] == "`":
+        return name[1:-1].replace("``", "`")
+    return name
+
+
+def _layout_until(bounds: list[tuple[str, str]]) -> dt.date | None:
+    """The first day past the day partitions, given (partition name, bound text) pairs
+    (bound `MAXVALUE` for the last); None unless it is this module's layout (`p_future`
+    last, every other bound a midnight)."""
+    if not bounds or bounds[-1][0] != FUTURE or bounds[-1][1].upper() != "MAXVALUE":
+        return None
+    days = []
+    for _, bound in bounds[:-1]:
+        match = _DAY_BOUND.fullmatch(bound.strip())
+        if match is None:
+            return None
+        days.append(dt.date.fromisoformat(match.group(1)))
+    return max(days) if days else None
+
+
+def layout_from_create_table(ddl: str, event: str) -> dt.date | None:
+    """`_layout_until` of a `SHOW CREATE TABLE` text (MariaDB's or MySQL 5.7/8.0's)."""
+    match = _RANGE_COLUMNS.search(ddl)
+    if match is None or [_unquote(c) for c in match.group(1).split(",")] != [event]:
+        return None
+    clause = ddl[match.end() :]
+    return _layout_until(
+        [(name, bound or maxvalue) for name, bound, maxvalue in _PARTITION.findall(clause)]
+    )
+
+
+def layout_from_partitions(rows: list[tuple], event: str) -> dt.date | None:
+    """`_layout_until` of information_schema.PARTITIONS rows (PARTITION_NAME,
+    PARTITION_METHOD, PARTITION_EXPRESSION, PARTITION_DESCRIPTION) in ordinal order: the
+    expression is `` `col` `` on MySQL 8.0 and MariaDB, bounds are quoted literals."""
+    if not rows or any((r[1] or "").upper() != "RANGE COLUMNS" for r in rows):
+        return None
+    if any(_unquote(r[2] or "") != event for r in rows):
+        return None
+    return _layout_until([(r[0], r[3] or "") for r in rows])
+
+
+def read_partitions(conn: Any, table: str) -> list[tuple]:
+    """The table's information_schema.PARTITIONS rows `layout_from_partitions` reads."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT PARTITION_NAME, PARTITION_METHOD, PARTITION_EXPRESSION, PARTITION_DESCRIPTION"
+            " FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME = %s AND PARTITION_NAME IS NOT NULL"
+            " ORDER BY PARTITION_ORDINAL_POSITION",
+            (table,),
+        )
+        return list(cur.fetchall())
+
 
 def _read_covered_until(conn: Any, spec: MigrationSpec) -> dt.date | None:
     with conn.cursor() as cur:
         cur.execute(f"SHOW CREATE TABLE {q(spec.mysql.target_table)}")
         ddl = cur.fetchone()[1]
-    event = spec.event_time_column.column
-    if not re.search(rf"PARTITION BY RANGE\s+COLUMNS\(`{re.escape(event)}`\)", ddl):
-        return None
-    if f"`{FUTURE}`" not in ddl and f" {FUTURE} " not in ddl:
-        return None  # not a layout this module made: left alone
-    bounds = [dt.date.fromisoformat(b) for b in _BOUND.findall(ddl)]
-    return max(bounds) if bounds else None
+    return layout_from_create_table(ddl, spec.event_time_column.column)
 
 
 def covered_until(conn: Any, spec: MigrationSpec, *, fresh: bool = False) -> dt.date | None:
@@ -137,10 +197,19 @@ def ensure_day_partition(conn: Any, spec: MigrationSpec, day: dt.date) -> list[s
             if last < until:  # past partitions.end: p_future takes it (never a result change)
                 return []
             added = _day_partitions(until, last)
-            cur.execute(
-                f"ALTER TABLE {q(spec.mysql.target_table)} REORGANIZE PARTITION {FUTURE} INTO "
-                f"({', '.join(added)}, PARTITION {FUTURE} VALUES LESS THAN (MAXVALUE))"
-            )
+            cur.execute("SELECT @@SESSION.lock_wait_timeout")
+            (saved,) = cur.fetchone()
+            # the metadata lock is waited for under a bound (the default is a year): a
+            # long transaction on the target fails the split (and the merge, retried)
+            # instead of queueing every later statement on the table behind it
+            cur.execute("SET SESSION lock_wait_timeout = %s", (SPLIT_LOCK_WAIT_S,))
+            try:
+                cur.execute(
+                    f"ALTER TABLE {q(spec.mysql.target_table)} REORGANIZE PARTITION {FUTURE} "
+                    f"INTO ({', '.join(added)}, PARTITION {FUTURE} VALUES LESS THAN (MAXVALUE))"
+                )
+            finally:
+                cur.execute("SET SESSION lock_wait_timeout = %s", (int(saved),))
             covered_until(conn, spec, fresh=True)
             return [p.split()[1] for p in added]
         finally:

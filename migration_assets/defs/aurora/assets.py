@@ -108,10 +108,13 @@ def build_aurora_assets(
                 loaded = with_retries(load, log=context.log.warning)
             except (SchemaConflictError, LoadError) as exc:
                 raise dg.Failure(description=str(exc)) from None
+            if loaded.fallback:
+                context.log.warning(loaded.fallback)
             results[key] = {
                 "rows_loaded": loaded.rows,
                 "rows_replaced": loaded.deleted_before,
                 "method": loaded.method,
+                **({"method_note": loaded.fallback} if loaded.fallback else {}),
                 "seconds": round(loaded.seconds, 3),
                 "rows_per_second": round(loaded.rows / loaded.seconds) if loaded.seconds else 0,
             }
