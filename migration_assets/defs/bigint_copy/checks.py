@@ -1,0 +1,46 @@
+"""`bigint_table_copy`'s checks: the legacy table's rows of each day arrived, ids widened."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ...mysql.legacy import legacy_key
+from ...quality import verdicts
+from ...spec import MigrationSpec
+from ..checks import day_check, on_connection
+
+
+def build_copy_checks(
+    spec: MigrationSpec, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetChecksDefinition]:
+    assert spec.legacy_copy is not None
+    copy = spec.legacy_copy
+    target = spec.mysql.target_table
+
+    def parity(r):
+        key = on_connection(r.mysql, lambda conn: legacy_key(conn, spec))
+        return lambda day: verdicts.copy_parity(r.mysql.connect, spec, day, key())
+
+    def ids(r):
+        types = on_connection(r.mysql, lambda conn: verdicts.new_table_id_types(conn, spec))
+        return lambda day: verdicts.table_ids(types(), target)
+
+    return [
+        day_check(
+            "bigint_table_copy",
+            verdicts.PARITY,
+            partitions,
+            f"Rows per second of `{copy.time_column}`: the legacy table's rows of the day equal "
+            f"the rows `{target}` holds from it (ids the legacy type can hold), plus legacy rows "
+            "a merge deleted on purpose (tombstones).",
+            parity,
+        ),
+        day_check(
+            "bigint_table_copy",
+            verdicts.SCHEMA,
+            partitions,
+            f"legacy_copy.bigint_columns ({', '.join(copy.bigint_columns)}) and the spec's "
+            f"bigint columns are BIGINT in `{target}`.",
+            ids,
+        ),
+    ]
