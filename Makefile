@@ -29,9 +29,9 @@ test: venv mysql-server
 
 # One day of 1,000,000 items through every asset with its checks, several days at once, a day's
 # merge as the target grows, the BIGINT copy: writes bench/results/latest.json and appends to
-# bench/RESULTS.md (12m10s to 23m49s in the runs here).
+# bench/RESULTS.md (docs/speed.md).
 bench: venv mysql-server
-	$(PY) bench/bench_e2e.py $(BENCH_ARGS)
+	$(PY) -m bench.e2e $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -39,7 +39,7 @@ lint: venv
 format: venv
 	$(VENV)/bin/ruff format migration_assets migration_assets_tests
 
-# What EMR Serverless / Glue run for MIGRATION_PARQUET_ENGINE (README: Running beyond one machine).
+# What EMR Serverless / Glue run for MIGRATION_PARQUET_ENGINE (docs/beyond-one-machine.md).
 pipes-bundle: venv
 	$(PY) -m migration_assets.remote.bundle dist/pipes
 

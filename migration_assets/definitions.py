@@ -11,11 +11,13 @@ from typing import Any
 import dagster as dg
 
 from .defs.aurora.assets import build_aurora_assets, build_clean_staging_job
+from .defs.aurora.checks import build_aurora_checks
 from .defs.bigint_copy.assets import build_bigint_table_copy, build_legacy_jobs
-from .defs.checks import build_checks
+from .defs.bigint_copy.checks import build_copy_checks
 from .defs.dynamodb.assets import build_dynamodb_export
 from .defs.dynamodb.sensors import build_export_sensor
 from .defs.parquet.assets import build_parquet_partitions
+from .defs.parquet.checks import build_parquet_checks
 from .defs.partitions import daily_partitions
 from .defs.resources import PipesParquetEngine, default_resources, parquet_engine_from_env
 from .defs.schedules import build_live_schedule
@@ -29,7 +31,9 @@ def build_assets(
     (`parquet_engine`: where Parquet is converted; None: in-process)."""
     partitions = daily_partitions(spec)
     return [
-        *build_checks(spec, partitions),
+        *build_parquet_checks(spec, partitions),
+        *build_aurora_checks(spec, partitions),
+        *(build_copy_checks(spec, partitions) if spec.legacy_copy else []),
         build_dynamodb_export(spec, partitions),
         build_parquet_partitions(spec, partitions, parquet_engine),
         *build_aurora_assets(spec, partitions),

@@ -6,7 +6,8 @@
   Pipes through `dagster_pipes` (a small client without Dagster) and nothing else of it.
 - No two top-level parts of the package (subpackages and modules) import each other,
   directly or through others: the data path reads in one direction.
-- No module holds more than 15 % of the package's lines.
+- No module holds more than 15 % of the package's lines; no test module imports another
+  (shared helpers live in `helpers.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "migration_assets"
+TESTS = Path(__file__).resolve().parent
 ROOT = "migration_assets"
 SHELL = ("defs", "definitions")  # the Dagster shell
 LOCAL_STACK = ("devstack",)
@@ -164,3 +166,13 @@ def test_no_module_holds_more_than_15_percent_of_the_package():
     assert lines[largest] <= MAX_SHARE * total, (
         f"{largest.relative_to(PACKAGE.parent)} holds {lines[largest]} of {total} lines"
     )
+
+
+def test_no_test_module_imports_another():
+    found = [
+        f"{path.name}:{line} imports {module}"
+        for path in sorted(TESTS.glob("*.py"))
+        for line, module in imported(path, TESTS)
+        if module.split(".")[-1].startswith("test_")
+    ]
+    assert found == []

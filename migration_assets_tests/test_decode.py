@@ -20,41 +20,9 @@ from migration_assets.dynamodb.decode import (
 )
 from migration_assets.dynamodb.export_writer import encode_incremental_line
 from migration_assets.dynamodb.layout import CorruptExportError
-from migration_assets.spec import parse_spec
+from migration_assets_tests.helpers import BASE_ITEM, decode_spec
 
 UTC = dt.UTC
-
-
-def make_spec(unit: str = "s", on_bad_record: str = "quarantine", **extra_columns) -> object:
-    columns = [
-        {"attribute": "pk", "column": "pk", "type": "bigint", "nullable": False},
-        {"attribute": "sk", "column": "sk", "type": "varchar(40)", "nullable": False},
-        {"attribute": "ts", "column": "ts", "type": "datetime(6)", "nullable": False},
-        {"attribute": "small", "column": "small", "type": "int"},
-        {"attribute": "amount", "column": "amount", "type": "decimal(20,4)"},
-        {"attribute": "ratio", "column": "ratio", "type": "double"},
-        {"attribute": "flag", "column": "flag", "type": "boolean"},
-        {"attribute": "name", "column": "name", "type": "text"},
-        {"attribute": "sig", "column": "sig", "type": "varbinary(8)"},
-        {"attribute": "born", "column": "born", "type": "date"},
-        {"attribute": "seen", "column": "seen", "type": "datetime"},
-        {"attribute": "doc", "column": "doc", "type": "json"},
-        {"attribute": "Passenger ID", "column": "passenger_id", "type": "varchar(10)"},
-    ]
-    return parse_spec(
-        {
-            "name": "edge",
-            "partitions": {"start": "2024-01-01"},
-            "dynamodb": {
-                "table": "edge",
-                "event_time": {"attribute": "ts", "unit": unit},
-                "on_bad_record": on_bad_record,
-            },
-            "s3": {"bucket": "edge-bucket", "export_prefix": "e", "parquet_prefix": "p"},
-            "columns": columns,
-            "mysql": {"temp_table": "t", "target_table": "u", "key": ["pk", "sk", "ts"]},
-        }
-    )
 
 
 def gz_lines(*records: dict | bytes) -> bytes:
@@ -69,13 +37,10 @@ def item(**attributes) -> dict:
     return {"Item": attributes}
 
 
-BASE = {"pk": {"N": "1"}, "sk": {"S": "a"}, "ts": {"N": "1704067200"}}
-
-
 def test_every_type_decodes_exactly():
-    spec = make_spec()
+    spec = decode_spec()
     full = dict(
-        BASE,
+        BASE_ITEM,
         small={"N": "-2147483648"},
         amount={"N": "1234567890123456.1234"},
         ratio={"N": "0.1"},
@@ -123,14 +88,14 @@ def test_every_type_decodes_exactly():
 
 
 def test_scalar_json_values_missing_and_null_attributes():
-    spec = make_spec()
+    spec = decode_spec()
     lines = [
-        item(**BASE, doc={"S": "text"}),
-        item(**BASE, doc={"N": "7"}),
-        item(**BASE, doc={"BOOL": False}),
-        item(**BASE, doc={"NULL": True}, name={"NULL": True}),
-        item(**BASE),  # every optional attribute missing
-        item(**BASE, doc={"SS": ["a\nb"]}),
+        item(**BASE_ITEM, doc={"S": "text"}),
+        item(**BASE_ITEM, doc={"N": "7"}),
+        item(**BASE_ITEM, doc={"BOOL": False}),
+        item(**BASE_ITEM, doc={"NULL": True}, name={"NULL": True}),
+        item(**BASE_ITEM),  # every optional attribute missing
+        item(**BASE_ITEM, doc={"SS": ["a\nb"]}),
     ]
     rows = decode_full_file(gz_lines(*lines), "f", spec).rows.to_pylist()
     assert [r["doc"] for r in rows] == ['"text"', "7", "false", None, None, '["a\\nb"]']
@@ -138,20 +103,20 @@ def test_scalar_json_values_missing_and_null_attributes():
 
 
 def test_nineteen_digit_numbers_and_overflow_are_exact():
-    spec = make_spec()
+    spec = decode_spec()
     max_bigint = str(2**63 - 1)
     lines = [
-        item(**dict(BASE, pk={"N": max_bigint})),
-        item(**dict(BASE, pk={"N": str(2**63)})),  # overflows BIGINT
-        item(**dict(BASE, pk={"N": "-" + str(2**63)})),  # the smallest BIGINT
-        item(**BASE, small={"N": str(2**31)}),  # overflows INT
-        item(**BASE, small={"N": "1E+3"}),  # exponent form, still a whole number
-        item(**BASE, small={"N": "1.5"}),
-        item(**BASE, amount={"N": "1.23456"}),  # more decimals than the column keeps
-        item(**BASE, amount={"N": "1.2340000"}),
-        item(**BASE, amount={"N": "9" * 40}),  # 40 digits
-        item(**BASE, small={"N": "0x10"}),  # not a DynamoDB number, whatever Arrow thinks
-        item(**BASE, ratio={"N": "1.5e400"}),  # beyond a double
+        item(**dict(BASE_ITEM, pk={"N": max_bigint})),
+        item(**dict(BASE_ITEM, pk={"N": str(2**63)})),  # overflows BIGINT
+        item(**dict(BASE_ITEM, pk={"N": "-" + str(2**63)})),  # the smallest BIGINT
+        item(**BASE_ITEM, small={"N": str(2**31)}),  # overflows INT
+        item(**BASE_ITEM, small={"N": "1E+3"}),  # exponent form, still a whole number
+        item(**BASE_ITEM, small={"N": "1.5"}),
+        item(**BASE_ITEM, amount={"N": "1.23456"}),  # more decimals than the column keeps
+        item(**BASE_ITEM, amount={"N": "1.2340000"}),
+        item(**BASE_ITEM, amount={"N": "9" * 40}),  # 40 digits
+        item(**BASE_ITEM, small={"N": "0x10"}),  # not a DynamoDB number, whatever Arrow thinks
+        item(**BASE_ITEM, ratio={"N": "1.5e400"}),  # beyond a double
     ]
     decoded = decode_full_file(gz_lines(*lines), "data/f.json.gz", spec)
     rows = {r["_line"]: r for r in decoded.rows.to_pylist()}
@@ -190,23 +155,23 @@ def test_nineteen_digit_numbers_and_overflow_are_exact():
     ],
 )
 def test_event_time_units_and_day_edges(unit, value, expected):
-    spec = make_spec(unit)
-    decoded = decode_full_file(gz_lines(item(**dict(BASE, ts=value))), "f", spec)
+    spec = decode_spec(unit)
+    decoded = decode_full_file(gz_lines(item(**dict(BASE_ITEM, ts=value))), "f", spec)
     assert not decoded.rejects, decoded.rejects
     assert decoded.rows.column("ts")[0].as_py() == expected
 
 
 def test_bad_lines_are_named_and_good_lines_survive():
-    spec = make_spec()
+    spec = decode_spec()
     lines = [
-        item(**BASE),
+        item(**BASE_ITEM),
         b"this is not json",
-        item(**dict(BASE, pk={"N": 5})),  # N must be a string
-        item(**dict(BASE, sk={"N": "2"}), small={"S": "x"}),  # wrong type for an int
+        item(**dict(BASE_ITEM, pk={"N": 5})),  # N must be a string
+        item(**dict(BASE_ITEM, sk={"N": "2"}), small={"S": "x"}),  # wrong type for an int
         item(**{"sk": {"S": "a"}, "ts": {"N": "1704067200"}}),  # NOT NULL key missing
-        item(**dict(BASE, ts={"S": "yesterday"})),
-        item(**dict(BASE, sk={"S": "x" * 41})),
-        item(**dict(BASE, pk={"N": "2"})),
+        item(**dict(BASE_ITEM, ts={"S": "yesterday"})),
+        item(**dict(BASE_ITEM, sk={"S": "x" * 41})),
+        item(**dict(BASE_ITEM, pk={"N": "2"})),
     ]
     decoded = decode_full_file(gz_lines(*lines), "f", spec)
     assert [r["pk"] for r in decoded.rows.to_pylist()] == [1, 2]
@@ -224,15 +189,15 @@ def test_bad_lines_are_named_and_good_lines_survive():
 
 
 def test_a_run_over_some_days_converts_only_their_rows_and_keeps_placeless_records():
-    spec = make_spec()
+    spec = decode_spec()
     day = 86_400
     jan1 = 1704067200  # 2024-01-01, the first partition
     lines = [
-        item(**BASE, doc={"M": {"a": {"N": "1"}}}),  # 2024-01-01, a map (the costly path)
-        item(**dict(BASE, pk={"N": "2"}, ts={"N": str(jan1 + day)}), doc={"M": {}}),  # 01-02
-        item(**dict(BASE, pk={"N": "3"}, ts={"N": str(jan1 + day)}), small={"S": "x"}),  # bad
-        item(**dict(BASE, pk={"N": "4"}, ts={"S": "yesterday"})),  # no readable day
-        item(**dict(BASE, pk={"N": "5"}, ts={"N": str(jan1 - day)})),  # before the partitions
+        item(**BASE_ITEM, doc={"M": {"a": {"N": "1"}}}),  # 2024-01-01, a map (the costly path)
+        item(**dict(BASE_ITEM, pk={"N": "2"}, ts={"N": str(jan1 + day)}), doc={"M": {}}),  # 01-02
+        item(**dict(BASE_ITEM, pk={"N": "3"}, ts={"N": str(jan1 + day)}), small={"S": "x"}),  # bad
+        item(**dict(BASE_ITEM, pk={"N": "4"}, ts={"S": "yesterday"})),  # no readable day
+        item(**dict(BASE_ITEM, pk={"N": "5"}, ts={"N": str(jan1 - day)})),  # before the partitions
         b"this is not json",
     ]
     every = decode_full_file(gz_lines(*lines), "f", spec)
@@ -247,10 +212,10 @@ def test_a_run_over_some_days_converts_only_their_rows_and_keeps_placeless_recor
 
 
 def test_empty_and_damaged_files():
-    spec = make_spec()
+    spec = decode_spec()
     empty = decode_full_file(gzip.compress(b""), "empty.json.gz", spec)
     assert empty.lines == 0 and empty.rows.num_rows == 0
-    whole = gz_lines(item(**BASE))
+    whole = gz_lines(item(**BASE_ITEM))
     with pytest.raises(CorruptExportError, match="truncated.*|ends early") as err:
         decode_full_file(whole[:-6], "cut.json.gz", spec)
     assert "cut.json.gz" in str(err.value)
@@ -261,10 +226,10 @@ def test_empty_and_damaged_files():
 
 
 def test_incremental_lines_puts_deletes_and_keys_only_deletes():
-    spec = make_spec()
+    spec = decode_spec()
     keys = {"pk": {"N": "1"}, "sk": {"S": "a"}}
-    old = dict(BASE, name={"S": "old"})
-    new = dict(BASE, name={"S": "new"}, doc={"M": {"k": {"N": "1"}}})
+    old = dict(BASE_ITEM, name={"S": "old"})
+    new = dict(BASE_ITEM, name={"S": "new"}, doc={"M": {"k": {"N": "1"}}})
     raw = b"".join(
         [
             encode_incremental_line(keys, 10, new_image=new, old_image=old),
@@ -293,9 +258,9 @@ def test_a_key_column_changed_within_the_day_leaves_a_delete_for_the_old_key():
 
     from migration_assets.dynamodb.changes import ORDER, Changes, apply_changes
 
-    spec = make_spec()  # MySQL key (pk, sk, ts): ts is part of the key
-    old = dict(BASE)
-    new = dict(BASE, ts={"N": "1704067260"})  # same item, event time moved a minute later
+    spec = decode_spec()  # MySQL key (pk, sk, ts): ts is part of the key
+    old = dict(BASE_ITEM)
+    new = dict(BASE_ITEM, ts={"N": "1704067260"})  # same item, event time moved a minute later
     snapshot = decode_full_file(gz_lines(item(**old)), "full", spec).rows.drop_columns(["_line"])
     line = encode_incremental_line({"pk": {"N": "1"}, "sk": {"S": "a"}}, 10, new, old)
     decoded = decode_incremental_file(gzip.compress(line), "inc", spec)

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-import yaml
 
 from migration_assets.mysql.catalog import SchemaConflictError, primary_key, table_columns
 from migration_assets.mysql.connection import connection
@@ -17,19 +16,11 @@ from migration_assets.mysql.cutover import CutoverRefused, cutover
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.legacy import catch_up, copy_day, legacy_key
 from migration_assets.mysql.seconds import copied_second_counts, legacy_second_counts
-from migration_assets.spec import EXAMPLE_SPEC, parse_spec
+from migration_assets_tests.helpers import legacy_spec
 
 DAY = dt.date(2024, 3, 1)
 INT_MAX = 2**31 - 1
 COLUMNS = "id, customer_id, order_id, created_at, amount, attrs"
-
-
-def legacy_spec(start="2023-01-01", target="orders", **changes):
-    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
-    data["legacy_copy"].update(changes)
-    data["partitions"]["start"] = start
-    data["mysql"]["target_table"] = target
-    return parse_spec(data)
 
 
 def rows(settings, sql, params=()):

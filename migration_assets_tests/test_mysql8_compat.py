@@ -42,7 +42,7 @@ from migration_assets.mysql.seconds import (
 )
 from migration_assets.parquet.counts import parquet_json_checksums
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
-from migration_assets_tests.test_aurora import DAY, day_table, orders_spec, row
+from migration_assets_tests.helpers import DAY, day_table, orders_spec, row
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mysql8"
 UNTIL = dt.date(2023, 1, 4)  # the fixtures' first day past the day partitions

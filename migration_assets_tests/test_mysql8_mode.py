@@ -44,9 +44,8 @@ from migration_assets.mysql.seconds import (
     unstaged_rows,
 )
 from migration_assets.parquet.counts import parquet_json_checksums
+from migration_assets_tests.helpers import DAY, day_table, legacy_spec, orders_spec, row
 from migration_assets_tests.sql_dialect import lint
-from migration_assets_tests.test_aurora import DAY, day_table, orders_spec, row
-from migration_assets_tests.test_legacy_copy import legacy_spec
 
 MYSQL8_SQL_MODE = (
     "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"

@@ -20,7 +20,7 @@ from migration_assets.mysql.partitioning import (
 )
 from migration_assets.mysql.seconds import merged_day
 from migration_assets.spec import PartitionsSpec
-from migration_assets_tests.test_aurora import day_table, fetch, orders_spec, row, target_rows
+from migration_assets_tests.helpers import day_table, fetch, orders_spec, row, target_rows
 
 START = dt.date(2023, 1, 1)  # the example spec's partitions.start
 

@@ -11,7 +11,7 @@ import pytest
 from migration_assets.dynamodb import decode, shapes
 from migration_assets.dynamodb.decode import decode_full_file, decode_incremental_file
 from migration_assets.dynamodb.typed_json import to_json_text
-from migration_assets_tests.test_decode import BASE, make_spec
+from migration_assets_tests.helpers import BASE_ITEM, decode_spec
 
 KEYS = ["a", "b", "zeta", 'q"uote', "back\\slash", "ünï", "Passenger ID", "10", "2"]
 STRINGS = ["x", "", "line\nbreak", "tab\there", 'say "hi"', "\\", "✓", "2024-01-01", "1.5"]
@@ -47,7 +47,7 @@ def random_value(rng: random.Random, depth: int = 0) -> dict:
 def lines_of(docs: list[dict | None]) -> bytes:
     records = []
     for number, doc in enumerate(docs, start=1):
-        attributes = dict(BASE, pk={"N": str(number)})
+        attributes = dict(BASE_ITEM, pk={"N": str(number)})
         if doc is not None:
             attributes["doc"] = doc
         records.append(json.dumps({"Item": attributes}, separators=(",", ":")).encode())
@@ -85,7 +85,7 @@ def test_random_nested_values_equal_the_exact_path(exact_rows):
         for i in range(200)
     ]
     docs += [random_value(rng) for _ in range(3_000)] + [None]
-    decoded = decode_full_file(lines_of(docs), "f", make_spec())
+    decoded = decode_full_file(lines_of(docs), "f", decode_spec())
     assert not decoded.rejects
     assert decoded.rows.column("doc").to_pylist() == [expected(d) for d in docs]
     assert sum(exact_rows) == 0  # every value was written column-wise
@@ -98,7 +98,7 @@ def test_map_keys_are_sorted_whatever_order_the_export_wrote():
         {"M": {}},
         {"L": [{"M": {"z": {"BOOL": True}, "y": {"NULL": True}}}]},
     ]
-    rows = decode_full_file(lines_of(docs), "f", make_spec()).rows.column("doc").to_pylist()
+    rows = decode_full_file(lines_of(docs), "f", decode_spec()).rows.column("doc").to_pylist()
     assert rows == [
         '{"a":"x","b":1}',
         '{"a":"y","b":2}',
@@ -111,7 +111,7 @@ def test_values_arrow_reads_another_way_take_the_exact_path(exact_rows):
     # a date-like S first seen after the sampled part would be read as a timestamp
     docs: list[dict | None] = [{"M": {"a": {"S": "plain"}}} for _ in range(20_000)]
     docs += [{"M": {"a": {"S": "x"}, "when": {"S": "2024-01-01 10:00:00"}}}]
-    decoded = decode_full_file(lines_of(docs), "f", make_spec())
+    decoded = decode_full_file(lines_of(docs), "f", decode_spec())
     assert not decoded.rejects
     assert decoded.rows.column("doc").to_pylist()[-1] == '{"a":"x","when":"2024-01-01 10:00:00"}'
     assert exact_rows == [1]
@@ -130,7 +130,7 @@ def test_values_arrow_reads_another_way_take_the_exact_path(exact_rows):
 )
 def test_a_malformed_nested_value_is_a_bad_record_naming_its_path(doc, reason):
     good = {"M": {"k": {"S": "v"}}}
-    decoded = decode_full_file(lines_of([good, doc, good]), "f", make_spec())
+    decoded = decode_full_file(lines_of([good, doc, good]), "f", decode_spec())
     assert decoded.rows.column("doc").to_pylist() == ['{"k":"v"}', '{"k":"v"}']
     (reject,) = decoded.rejects
     assert reject.line == 2 and reject.file == "f"
@@ -139,7 +139,7 @@ def test_a_malformed_nested_value_is_a_bad_record_naming_its_path(doc, reason):
 
 def test_too_many_distinct_keys_reads_the_plain_way_with_the_same_result(monkeypatch):
     docs = [{"M": {f"user{i}": {"N": str(i)}}} for i in range(300)]
-    wide = decode_full_file(lines_of(docs), "f", make_spec()).rows
+    wide = decode_full_file(lines_of(docs), "f", decode_spec()).rows
     monkeypatch.setattr(shapes, "MAX_FIELDS", 50)
     calls: list[bool] = []
     real_read = decode._read
@@ -149,18 +149,18 @@ def test_too_many_distinct_keys_reads_the_plain_way_with_the_same_result(monkeyp
         return real_read(text, schema, unexpected)
 
     monkeypatch.setattr(decode, "_read", read)
-    plain = decode_full_file(lines_of(docs), "f", make_spec()).rows
+    plain = decode_full_file(lines_of(docs), "f", decode_spec()).rows
     assert calls == [True, False]  # the sample, then the plain read
     assert plain.column("doc").to_pylist() == wide.column("doc").to_pylist()
     assert plain.column("doc").to_pylist() == [expected(d) for d in docs]
 
 
 def change(number: int, new: dict | None, old: dict | None = None) -> bytes:
-    key = {"pk": {"N": str(number)}, "sk": BASE["sk"]}
+    key = {"pk": {"N": str(number)}, "sk": BASE_ITEM["sk"]}
     line: dict = {"Metadata": {"WriteTimestampMicros": {"N": "1704067200000000"}}, "Keys": key}
     for name, doc in (("NewImage", new), ("OldImage", old)):
         if doc is not None:
-            line[name] = dict(BASE, **key, doc=doc)
+            line[name] = dict(BASE_ITEM, **key, doc=doc)
     return json.dumps(line, separators=(",", ":")).encode()
 
 
@@ -170,7 +170,7 @@ def test_incremental_images_write_maps_column_wise_whatever_their_shapes(exact_r
     old = {"M": {"gone": {"M": {"deep": {"BOOL": True}}}}}
     lines = [change(1, new), change(2, None, old), change(3, {"L": []}, old)]
     data = gzip.compress(b"\n".join(lines) + b"\n")
-    rows = decode_incremental_file(data, "i", make_spec()).rows.column("doc").to_pylist()
+    rows = decode_incremental_file(data, "i", decode_spec()).rows.column("doc").to_pylist()
     assert rows == ['{"a":["x"],"b":[1]}', '{"gone":{"deep":true}}', "[]"]
     assert sum(exact_rows) == 0
 
@@ -182,7 +182,7 @@ def test_images_read_into_clashing_types_are_read_again_plainly(exact_rows):
     old = {"M": {"x": {"S": "hello"}}}
     lines = [*filler, change(20_000, new, old), change(20_001, None, old)]
     data = gzip.compress(b"\n".join(lines) + b"\n")
-    decoded = decode_incremental_file(data, "i", make_spec())
+    decoded = decode_incremental_file(data, "i", decode_spec())
     assert not decoded.rejects
     docs = decoded.rows.column("doc").to_pylist()
     assert docs[-2:] == ['{"x":"2024-01-01"}', '{"x":"hello"}']
@@ -192,14 +192,14 @@ def test_images_read_into_clashing_types_are_read_again_plainly(exact_rows):
 
 def test_a_json_null_where_a_typed_value_belongs_is_a_bad_record_not_a_missing_value():
     """Arrow reads `null` as absent; exports never write one, so it is refused, named."""
-    good = {"Item": dict(BASE, doc={"M": {"k": {"S": "a:null, [null"}}})}  # only text
-    in_map = {"Item": dict(BASE, pk={"N": "2"}, doc={"M": {"k": None, "j": {"N": "1"}}})}
-    in_scalar = {"Item": dict(BASE, pk={"N": "3"}, amount=None)}
-    unmapped = {"Item": dict(BASE, pk={"N": "4"}, extra=None)}  # not in the spec: ignored
+    good = {"Item": dict(BASE_ITEM, doc={"M": {"k": {"S": "a:null, [null"}}})}  # only text
+    in_map = {"Item": dict(BASE_ITEM, pk={"N": "2"}, doc={"M": {"k": None, "j": {"N": "1"}}})}
+    in_scalar = {"Item": dict(BASE_ITEM, pk={"N": "3"}, amount=None)}
+    unmapped = {"Item": dict(BASE_ITEM, pk={"N": "4"}, extra=None)}  # not in the spec: ignored
     data = gzip.compress(
         b"\n".join(json.dumps(r).encode() for r in (good, in_map, in_scalar, unmapped)) + b"\n"
     )
-    decoded = decode_full_file(data, "f", make_spec())
+    decoded = decode_full_file(data, "f", decode_spec())
     assert decoded.rows.column("pk").to_pylist() == [1, 4]
     assert decoded.rows.column("doc").to_pylist()[0] == '{"k":"a:null, [null"}'
     reasons = {r.line: r.reason for r in decoded.rejects}

@@ -1,53 +1,28 @@
-"""Asset checks: each partition's proof that the hop before it arrived intact.
+"""Asset checks, the shell's side: a blocking check of one asset, partitioned like it and
+judged per day.
 
-Thin shell over `quality/`: gather the facts where the data is, validate them with Great
-Expectations, and report passed/failed with the first mismatching seconds in metadata.
-Checks are blocking (a failed proof stops the data from flowing further in the run) and
-partitioned, so each can also be executed alone for one day to re-verify it.
+Each check is a declaration (`day_check`, or `day_checks` for several judged on the same
+facts) in its domain's `checks.py`, plus a core function in `quality/verdicts.py` that
+gathers the day's facts where the data is and returns the verdict with its metadata. Here:
+validate all the days of a run with Great Expectations at once, and report them (one result
+per day and check, tied to the day's materialization, plus a summary for a range run).
+Blocking: a failed proof stops the data from flowing further in the run; partitioned: each
+check can also be executed alone for one day to re-verify it.
 """
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,  # not exported by dagster 1.13
 )
-from dagster_aws.s3 import S3Resource
 
 from ..days import parse_day
-from ..mysql.catalog import table_columns
-from ..mysql.copy_checksum import day_checksums, drill_down
-from ..mysql.legacy import legacy_key
-from ..mysql.seconds import (
-    copied_second_counts,
-    differing_keys,
-    legacy_second_counts,
-    merged_day,
-    merged_second_counts,
-    mysql_id_types,
-    staged_json_checksums,
-    staged_second_counts,
-    unstaged_rows,
-)
-from ..parquet.counts import (
-    json_counted_columns,
-    parquet_counted_columns,
-    parquet_json_checksums,
-    parquet_second_counts,
-    rejects_in_day,
-)
-from ..parquet.store import read_census, read_manifest, read_partition, read_rejects
-from ..quality.validate import Validation, bigint_ids, second_count_parity, validate_all
-from ..spec import MigrationSpec
-from .resources import MySQLResource
-
-PARITY, SCHEMA = "per_second_count_parity", "bigint_id_schema"
-CHECKSUM = "per_second_checksum_parity"
-JSON_TEXT = "json_text_parity"
+from ..quality.validate import Validation, validate_all
+from ..quality.verdicts import MissingDayError
 
 
 def _days(context: dg.AssetCheckExecutionContext) -> list[str]:
@@ -57,7 +32,11 @@ def _days(context: dg.AssetCheckExecutionContext) -> list[str]:
 
 
 def _metadata(day: str, validation: Validation) -> dict[str, Any]:
-    metadata: dict[str, Any] = {**validation.summary, "day": day}
+    metadata: dict[str, Any] = {
+        name: dg.MetadataValue.json(value) if isinstance(value, list | dict) else value
+        for name, value in validation.summary.items()
+    }
+    metadata["day"] = day
     if validation.details:
         metadata["first_mismatches"] = dg.MetadataValue.json(validation.details)
     return metadata
@@ -111,13 +90,6 @@ def _report_day(
     )
 
 
-def _result(context: dg.AssetCheckExecutionContext, run: Callable[[str], Validation]):
-    """One check's result over the days of the run (see `_results`)."""
-    (check,) = context.check_specs
-    (result,) = _results(context, lambda day: {check.name: run(day)})
-    return result
-
-
 def _results(
     context: dg.AssetCheckExecutionContext, run: Callable[[str], dict[str, Validation]]
 ) -> list[dg.AssetCheckResult]:
@@ -125,7 +97,10 @@ def _results(
     judges the day for each selected check by name. One day: its result per check. A range:
     one result per day and check (logged with the day as partition) plus a summary result
     per check for the run."""
-    outcomes = {day: run(day) for day in _days(context)}
+    try:
+        outcomes = {day: run(day) for day in _days(context)}
+    except MissingDayError as exc:
+        raise dg.Failure(str(exc)) from exc
     validate_all([v for per_check in outcomes.values() for v in per_check.values()])
     selected = context.selected_asset_check_keys
     checks = [c for c in context.check_specs if c.key in selected]
@@ -160,348 +135,80 @@ def _results(
     return results
 
 
-def _once_per_run(mysql: MySQLResource, read: Callable[[Any], Any]) -> Callable[[], Any]:
-    """`read(conn)` on first use only: a table's facts (column types, key) are the same for
-    every day of a run."""
-
-    @functools.cache
-    def value() -> Any:
-        with mysql.connect() as conn:
-            return read(conn)
-
-    return value
+Verdicts = Callable[[dt.date], dict[str, Validation]]
 
 
-def _id_schema(
-    context: dg.AssetCheckExecutionContext,
-    mysql: MySQLResource,
-    read_types: Callable[[Any], dict[str, str | None]],
-    where: str,
-) -> dg.AssetCheckResult:
-    """A table's id columns judged for every day of the run on one read of its types."""
-    table_types = _once_per_run(mysql, read_types)
-    return _result(context, lambda day: bigint_ids(table_types(), where, deferred=True))
+def day_check(
+    asset: str,
+    name: str,
+    partitions: dg.PartitionsDefinition,
+    description: str,
+    judge: Callable[[Any], Callable[[dt.date], Validation]],
+    resources: Iterable[str] = ("mysql",),
+) -> dg.AssetChecksDefinition:
+    """A blocking check of `asset`, partitioned like it and judged per day.
 
-
-def build_checks(
-    spec: MigrationSpec, partitions: dg.PartitionsDefinition
-) -> list[dg.AssetChecksDefinition]:
-    spec_ids = tuple(c.column for c in spec.columns if c.column in spec.id_columns)
-
-    def counted(client: Any, day: str) -> Any:
-        """The day's Parquet rows, only the columns per-second counts read."""
-        return read_partition(client, spec, parse_day(day), parquet_counted_columns(spec))
+    `judge(resources)` runs once per check execution with the run's resources named in
+    `resources` (`resources.s3` is the S3 client, `resources.mysql` the `MySQLResource`) and
+    returns the function that gives a day's verdict (a core function of `quality/verdicts.py`,
+    bound to its clients): facts a run shares are read once there."""
 
     @dg.asset_check(
-        asset="parquet_partitions",
-        name=PARITY,
+        asset=asset,
+        name=name,
         blocking=True,
         partitions_def=partitions,
-        description=(
-            "Rows per second of event time: the day's Parquet rows plus its quarantined records "
-            "equal the items the exports yielded for the day (the census taken while reading)."
-        ),
+        description=description,
+        required_resource_keys=set(resources),
     )
-    def parquet_parity(
-        context: dg.AssetCheckExecutionContext, s3: S3Resource
-    ) -> dg.AssetCheckResult:
-        client = s3.get_client()
+    def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        verdict = judge(context.resources)
+        (result,) = _results(context, lambda day: {name: verdict(parse_day(day))})
+        return result
 
-        def run(day: str) -> Validation:
-            manifest = read_manifest(client, spec, parse_day(day))
-            if manifest is None:
-                raise dg.Failure(f"parquet_partitions has no manifest for {day}")
-            observed = parquet_second_counts(counted(client, day), spec)
-            for second in rejects_in_day(read_rejects(client, spec, manifest), parse_day(day)):
-                observed[second] = observed.get(second, 0) + 1
-            expected = read_census(client, spec, manifest)
-            validation = second_count_parity(
-                expected, observed, "export items -> parquet", deferred=True
-            )
-            validation.summary["rejects"] = manifest.rejects
-            return validation
+    return check
 
-        return _result(context, run)
 
-    @dg.asset_check(
-        asset="aurora_temp_table",
-        name=PARITY,
-        blocking=True,
-        partitions_def=partitions,
-        description="Rows per second of event time: staged puts equal the day's Parquet rows.",
-    )
-    def staged_parity(
-        context: dg.AssetCheckExecutionContext, s3: S3Resource, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        client = s3.get_client()
-
-        def run(day: str) -> Validation:
-            with ThreadPoolExecutor(1) as parquet:  # S3 and Arrow while MySQL counts
-                counting = parquet.submit(lambda: parquet_second_counts(counted(client, day), spec))
-                with mysql.connect() as conn:
-                    observed = staged_second_counts(conn, spec, parse_day(day), **mysql.parallel())
-                expected = counting.result()
-            return second_count_parity(
-                expected, observed, "parquet_partitions -> staging", deferred=True
-            )
-
-        return _result(context, run)
-
-    json_checks = [staged_json_check(spec, partitions)] if spec.json_columns else []
+def day_checks(
+    asset: str,
+    name: str,
+    partitions: dg.PartitionsDefinition,
+    descriptions: dict[str, str],
+    judge: Callable[[Any], Verdicts],
+    resources: Iterable[str] = ("mysql",),
+) -> dg.AssetChecksDefinition:
+    """Several checks of `asset` judged per day on the same facts (`judge` as in `day_check`,
+    its day function returning a verdict per check name); each can run alone."""
 
     @dg.multi_asset_check(
         specs=[
             dg.AssetCheckSpec(
-                PARITY,
-                asset="target_table",
-                blocking=True,
-                partitions_def=partitions,
-                description=(
-                    "Rows per second of event time: every staged put is in the target with the "
-                    "merged values (update_only: or kept in the unmatched table). Where every "
-                    "target row of the day must be a staged put, the key holds the event time "
-                    "and the target is partitioned by day: the target's rows of the day per "
-                    "second equal the staged puts, whose values the checksum check compares "
-                    "(metadata `compared_by`)."
-                ),
-            ),
-            dg.AssetCheckSpec(
-                CHECKSUM,
-                asset="target_table",
-                blocking=True,
-                partitions_def=partitions,
-                description=(
-                    "Per second of event time, the order-independent sum of row hashes (key "
-                    "and merged columns) of the staged puts equals that of the target rows at "
-                    "their keys (compared by scans: of the target's rows of the day): catches "
-                    "a changed value, which counts miss. Lists the differing keys of the first "
-                    "mismatching second (and, by scans, its target rows no put accounts for)."
-                ),
-            ),
-        ],
-        name="target_table_merge_checks",
-        can_subset=True,
-    )
-    def merged_checks(
-        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
-    ) -> Iterator[dg.AssetCheckResult]:
-        """Both target checks judged on the same facts (`merged_day`: one join, or two scans)."""
-
-        def run(day: str) -> dict[str, Validation]:
-            with mysql.connect() as conn:
-                facts = merged_day(conn, spec, parse_day(day), **mysql.parallel())
-                observed = merged_second_counts(conn, spec, parse_day(day), facts)
-                counts = second_count_parity(
-                    facts.staged, observed, "staging -> target", deferred=True
-                )
-                values = second_count_parity(
-                    facts.staged_checksums,
-                    facts.target_checksums,
-                    "staging -> target values",
-                    unit="checksum",
-                    deferred=True,
-                )
-                for validation in (counts, values):
-                    validation.summary["compared_by"] = facts.method
-                if values.details:
-                    first = values.details[0]["second"]
-                    moment = dt.datetime.strptime(first, "%Y-%m-%dT%H:%M:%SZ")
-                    second = int(moment.replace(tzinfo=dt.UTC).timestamp())
-                    drill = differing_keys(conn, spec, parse_day(day), second)
-                    if facts.method == "scans":  # the target's rows no staged put accounts for
-                        drill += unstaged_rows(conn, spec, parse_day(day), second)
-                    values.summary["differing_keys_of_first_second"] = dg.MetadataValue.json(drill)
-            return {PARITY: counts, CHECKSUM: values}
-
-        yield from _results(context, run)
-
-    @dg.asset_check(
-        asset="aurora_temp_table",
-        name=SCHEMA,
-        blocking=True,
-        partitions_def=partitions,
-        description="Id columns are BIGINT in the staging table and int64 in the day's Parquet.",
-    )
-    def staged_ids(
-        context: dg.AssetCheckExecutionContext, s3: S3Resource, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        client = s3.get_client()
-        table_types = _once_per_run(
-            mysql, lambda conn: mysql_id_types(conn, spec.mysql.temp_table, spec_ids)
-        )
-
-        def run(day: str) -> Validation:
-            schema = read_partition(client, spec, parse_day(day), list(spec_ids)).schema
-            types = dict(table_types())
-            types |= {f"parquet.{n}": str(schema.field(n).type) for n in spec_ids}
-            return bigint_ids(types, f"{spec.mysql.temp_table} and Parquet", deferred=True)
-
-        return _result(context, run)
-
-    def new_table_ids(conn: Any) -> dict[str, str | None]:
-        """Types of the spec's ids and the widened legacy columns the new table has."""
-        present = table_columns(conn, spec.mysql.target_table)
-        names = spec_ids + tuple(n for n in spec.id_columns if n not in spec_ids and n in present)
-        if spec.legacy_copy:  # every widened legacy column must be there, and BIGINT
-            names += tuple(n for n in spec.legacy_copy.bigint_columns if n not in names)
-        return mysql_id_types(conn, spec.mysql.target_table, names)
-
-    @dg.asset_check(
-        asset="target_table",
-        name=SCHEMA,
-        blocking=True,
-        partitions_def=partitions,
-        description=(
-            "Id columns (the spec's bigint columns and legacy_copy.bigint_columns present in "
-            "the table) are BIGINT in the target."
-        ),
-    )
-    def target_ids(
-        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        return _id_schema(context, mysql, new_table_ids, spec.mysql.target_table)
-
-    checks = [parquet_parity, staged_parity, merged_checks, staged_ids]
-    return [
-        *checks,
-        *json_checks,
-        target_ids,
-        *(_copy_checks(spec, partitions, new_table_ids) if spec.legacy_copy else []),
-    ]
-
-
-def staged_json_check(
-    spec: MigrationSpec, partitions: dg.PartitionsDefinition
-) -> dg.AssetChecksDefinition:
-    """The json columns' staged text against the Parquet's, per second: MySQL's JSON type
-    would rewrite values (big numbers, key order, duplicate keys) on both staging and target
-    alike, where the other checks compare the two and would pass. With the merged columns'
-    checksum on the target it carries the text from Parquet to the target."""
-    columns = ", ".join(spec.json_columns)
-
-    @dg.asset_check(
-        asset="aurora_temp_table",
-        name=JSON_TEXT,
-        blocking=True,
-        partitions_def=partitions,
-        description=(
-            f"JSON text ({columns}): per second of event time, the sum of the staged puts' "
-            "CRC32s of each json value equals that of the day's Parquet text, so a value the "
-            "server changed (or anyone did) fails."
-        ),
-    )
-    def staged_json(
-        context: dg.AssetCheckExecutionContext, s3: S3Resource, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        client = s3.get_client()
-
-        def parquet(day: str) -> dict[int, int]:
-            table = read_partition(client, spec, parse_day(day), json_counted_columns(spec))
-            return parquet_json_checksums(table, spec)
-
-        def run(day: str) -> Validation:
-            with ThreadPoolExecutor(1) as side:  # S3, Arrow and zlib while MySQL sums
-                hashing = side.submit(parquet, day)
-                with mysql.connect() as conn:
-                    observed = staged_json_checksums(conn, spec, parse_day(day), **mysql.parallel())
-                expected = hashing.result()
-            return second_count_parity(
-                expected,
-                observed,
-                "parquet_partitions -> staging json text",
-                unit="checksum",
-                deferred=True,
+                check, asset=asset, blocking=True, partitions_def=partitions, description=text
             )
-
-        return _result(context, run)
-
-    return staged_json
-
-
-def _copy_checks(
-    spec: MigrationSpec,
-    partitions: dg.PartitionsDefinition,
-    new_table_ids: Callable[[Any], dict[str, str | None]],
-) -> list[dg.AssetChecksDefinition]:
-    assert spec.legacy_copy is not None
-    source, target = spec.legacy_copy.source_table, spec.mysql.target_table
-
-    @dg.asset_check(
-        asset="bigint_table_copy",
-        name=PARITY,
-        blocking=True,
-        partitions_def=partitions,
-        description=(
-            f"Rows per second of `{spec.legacy_copy.time_column}`: the legacy table's rows of "
-            f"the day equal the rows `{target}` holds from it (ids the legacy type can hold), "
-            "plus legacy rows a merge deleted on purpose (tombstones)."
-        ),
+            for check, text in descriptions.items()
+        ],
+        name=name,
+        can_subset=True,
+        required_resource_keys=set(resources),
     )
-    def copy_parity(
-        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        key = _once_per_run(mysql, lambda conn: legacy_key(conn, spec))
+    def checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        verdicts = judge(context.resources)
+        yield from _results(context, lambda day: verdicts(parse_day(day)))
 
-        def run(day: str) -> Validation:
-            with mysql.connect() as conn:
-                expected = legacy_second_counts(conn, spec, parse_day(day))
-                observed = copied_second_counts(conn, spec, parse_day(day), key())
-            return second_count_parity(expected, observed, f"{source} -> {target}", deferred=True)
+    return checks
 
-        return _result(context, run)
 
-    @dg.asset_check(
-        asset="bigint_table_copy",
-        name=CHECKSUM,
-        blocking=True,
-        partitions_def=partitions,
-        description=(
-            f"Per second of `{spec.legacy_copy.time_column}`, the sum (mod 2^64) of row hashes "
-            "(squared CRC32 of every legacy column's QUOTEd value but the merged ones) of the "
-            "legacy rows "
-            f"equals that of the rows `{target}` holds from them (tombstoned rows taken off): "
-            "catches a changed value, which counts miss. Lists the differing keys of the first "
-            "differing seconds with both sides' values."
-        ),
-    )
-    def copy_checksum(
-        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        key = _once_per_run(mysql, lambda conn: legacy_key(conn, spec))
+def once(read: Callable[[], Any]) -> Callable[[], Any]:
+    """`read()` on first use only: a table's facts (column types, key) are the same for
+    every day of a run."""
+    return functools.cache(read)
 
-        def run(day: str) -> Validation:
-            with mysql.connect() as conn:
-                sums = day_checksums(conn, spec, parse_day(day), key(), **mysql.parallel())
-                validation = second_count_parity(
-                    sums.legacy_sums,
-                    sums.copied_sums,
-                    f"{source} -> {target} values",
-                    unit="checksum",
-                    deferred=True,
-                )
-                validation.summary["rows_compared"] = sum(sums.legacy_rows.values())
-                validation.summary["columns_compared"] = ", ".join(sums.columns)
-                seconds = sums.differing_seconds()
-                if seconds:
-                    keys = drill_down(conn, spec, parse_day(day), seconds, key())
-                    validation.summary["differing_keys"] = dg.MetadataValue.json(keys)
-            return validation
 
-        return _result(context, run)
+def on_connection(mysql: Any, read: Callable[[Any], Any]) -> Callable[[], Any]:
+    """`read(conn)` on a connection of `mysql`, once per run (see `once`)."""
 
-    @dg.asset_check(
-        asset="bigint_table_copy",
-        name=SCHEMA,
-        blocking=True,
-        partitions_def=partitions,
-        description=(
-            f"legacy_copy.bigint_columns ({', '.join(spec.legacy_copy.bigint_columns)}) and the "
-            f"spec's bigint columns are BIGINT in `{target}`."
-        ),
-    )
-    def copy_ids(
-        context: dg.AssetCheckExecutionContext, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        return _id_schema(context, mysql, new_table_ids, target)
+    def value() -> Any:
+        with mysql.connect() as conn:
+            return read(conn)
 
-    return [copy_parity, copy_checksum, copy_ids]
+    return once(value)

@@ -14,7 +14,7 @@ What it does, end to end (nothing is called in-process that a user would not als
      and every check of every partition passed against that latest materialization; reads
      the target's row count from MySQL and the backfill ETAs the runs reported.
 
-    .venv/bin/python bench/bench_backfill.py --days 1096 --items-per-day 2000 \\
+    .venv/bin/python -m bench.backfill --days 1096 --items-per-day 2000 \\
         --days-per-run 30,60 --json bench/results/backfill-latest.json
 
 Wall time is from the launch request to the backfill's completion as the daemon records it
@@ -39,16 +39,15 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from migration_assets.aws import aws_client, retry_config
+from migration_assets.devstack.dagster_dev import start_dagster_dev, stop_dagster_dev
+from migration_assets.devstack.processes import free_loopback_port, wait_until
+from migration_assets.devstack.seed import seed
+from migration_assets.devstack.stack import StackState, start_stack, stop_stack
+from migration_assets.mysql.connection import connection, ensure_database
+from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec
 
-from migration_assets.aws import aws_client, retry_config  # noqa: E402
-from migration_assets.devstack.dagster_dev import start_dagster_dev, stop_dagster_dev  # noqa: E402
-from migration_assets.devstack.processes import free_loopback_port, wait_until  # noqa: E402
-from migration_assets.devstack.seed import seed  # noqa: E402
-from migration_assets.devstack.stack import StackState, start_stack, stop_stack  # noqa: E402
-from migration_assets.mysql.connection import connection, ensure_database  # noqa: E402
-from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec  # noqa: E402
+from .common import REPO
 
 TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 

@@ -6,11 +6,11 @@ of `--items` items once, runs the day once to split the export (a backfill's ste
 not measured), then alternates the variants `--rounds` times (ABBA...), each run into a database and
 Dagster instance of its own, and prints per-step seconds and their medians per variant.
 
-A variant is a checkout of this repository (its `bench/bench_e2e.py --child` runs the day
+A variant is a checkout of this repository (its `python -m bench.e2e --child` runs the day
 with that checkout's code) with optional environment settings after it:
 
     git worktree add /tmp/before HEAD~1
-    .venv/bin/python bench/bench_ab.py --rounds 3 /tmp/before . \\
+    .venv/bin/python -m bench.ab --rounds 3 /tmp/before . \\
         MIGRATION_MYSQL_CONNECTIONS_PER_STEP=1
 """
 
@@ -26,12 +26,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import bench_e2e as e2e
-from bench_server import server_cpu_seconds
-
 from migration_assets.devstack.stack import start_stack, stop_stack
 from migration_assets.identifiers import quote_identifier as q
 from migration_assets.mysql.connection import connection, ensure_database
+
+from . import e2e
+from .common import server_cpu_seconds
 
 
 def variants(arguments: list[str]) -> list[tuple[Path, dict[str, str]]]:

@@ -9,7 +9,7 @@ writes a full export in the exact AWS layout, then measures in the same run:
 Two item shapes: `scalar` (10 attributes, every column type the realistic table has) and
 `with_map` (the same plus a DynamoDB map attribute in a JSON column).
 
-    .venv/bin/python bench/bench_parquet.py --items 1000000 --repeat 3
+    .venv/bin/python -m bench.parquet --items 1000000 --repeat 3
 """
 
 from __future__ import annotations
@@ -19,17 +19,14 @@ import datetime as dt
 import json
 import random
 import resource
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import boto3
 import numpy as np
 import pyarrow as pa
 import pyarrow.json as pj
-from bench_server import write_json
 from isal import isal_zlib
 
 from migration_assets.devstack.moto_server import start_moto
@@ -40,6 +37,8 @@ from migration_assets.parquet.coverage_store import save_coverage
 from migration_assets.parquet.day_builder import build_days
 from migration_assets.parquet.split_cache import split_prefix
 from migration_assets.spec import parse_spec
+
+from .common import median_time, write_json
 
 DAY = dt.date(2025, 6, 1)
 COLUMNS = [
@@ -114,15 +113,6 @@ def generate_lines(count: int, with_map: bool, seed: int = 1) -> list[bytes]:
         )
     random.Random(seed).shuffle(lines)  # exports are in hash order, not time order
     return lines
-
-
-def median_time(function, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def convert_unsplit(s3, spec, manifest):

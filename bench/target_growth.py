@@ -12,7 +12,7 @@ pass (`merged_day`): seconds, and the MySQL server's CPU seconds when it is the 
 server. MySQL: `MIGRATION_MYSQL_URL` when set (database `bench_growth`), else a throwaway
 MariaDB (its 512 MB buffer pool is what `make demo` and `make bench` use).
 
-    .venv/bin/python bench/bench_target_growth.py --days 8 --rows 1000000 [--order random] \
+    .venv/bin/python -m bench.target_growth --days 8 --rows 1000000 [--order random] \
         [--partitioning none]
 """
 
@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import yaml
-from bench_server import bench_server, server_cpu_seconds, write_json
 
 from migration_assets.identifiers import quote_identifier as q
 from migration_assets.mysql.connection import MySQLSettings, connection, open_connection
@@ -41,6 +40,8 @@ from migration_assets.mysql.partitioning import forget_layouts
 from migration_assets.mysql.seconds import merged_day
 from migration_assets.parquet.store import partition_schema
 from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec
+
+from .common import bench_server, server_cpu_seconds, write_json
 
 FIRST_DAY = dt.date(2024, 1, 1)
 TIERS = pa.array(["bronze", "silver", "gold", "platinum", None])

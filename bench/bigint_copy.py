@@ -9,7 +9,7 @@ in the same run on the same server, each repetition from a fresh empty new table
 MySQL: `MIGRATION_MYSQL_URL` when set (a database `bench_bigint` is created), else a
 throwaway MariaDB.
 
-    .venv/bin/python bench/bench_bigint_copy.py --rows 1000000 --repeat 3
+    .venv/bin/python -m bench.bigint_copy --rows 1000000 --repeat 3
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from bench_server import bench_database, write_json
 
 from migration_assets.mysql.connection import (
     MySQLSettings,
@@ -37,6 +36,8 @@ from migration_assets.mysql.legacy import DEFAULT_COPY_CHUNK_ROWS, copy_day, leg
 from migration_assets.mysql.seconds import copied_second_counts, legacy_second_counts
 from migration_assets.quality.validate import second_count_parity
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
+
+from .common import bench_database, timed, write_json
 
 DAY = dt.date(2025, 6, 1)
 COLUMNS = "id, customer_id, order_id, created_at, amount, attrs"
@@ -98,12 +99,6 @@ def parity(settings: MySQLSettings, spec) -> bool:
         expected = legacy_second_counts(conn, spec, DAY)
         observed = copied_second_counts(conn, spec, DAY, legacy_key(conn, spec))
     return second_count_parity(expected, observed, "bench").passed
-
-
-def timed(function) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
 
 
 def run(settings: MySQLSettings, rows: int, repeat: int, chunk_rows: int) -> dict:

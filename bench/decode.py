@@ -8,7 +8,7 @@ generator) and in the same run, the median of `--repeat` timings of:
   - four such files decoded one after the other, and two at a time on two threads (what
     `parquet/day_builder` does).
 
-    .venv/bin/python bench/bench_decode.py --lines 200000 --repeat 3
+    .venv/bin/python -m bench.decode --lines 200000 --repeat 3
 """
 
 from __future__ import annotations
@@ -18,19 +18,16 @@ import datetime as dt
 import gzip
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench_parquet import median_time  # the same median-of-repeats timing
 
 from migration_assets.devstack import synthetic
 from migration_assets.dynamodb import shapes
 from migration_assets.dynamodb.decode import decode_full_file
 from migration_assets.dynamodb.export_writer import encode_full_line
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
+
+from .common import median_time
 
 
 def main() -> int:

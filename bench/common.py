@@ -1,10 +1,13 @@
-"""The MySQL server a benchmark runs against: `MIGRATION_MYSQL_URL`, else a throwaway MariaDB."""
+"""What every benchmark shares: the MySQL server it runs against (`MIGRATION_MYSQL_URL`, else a
+throwaway MariaDB), timing, the server's CPU, results as JSON and RESULTS.md headers."""
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +15,8 @@ from pathlib import Path
 from migration_assets.devstack.mysql_server import start_throwaway_mysql
 from migration_assets.devstack.processes import stop_pid
 from migration_assets.mysql.connection import MySQLSettings, ensure_database, parse_mysql_url
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_json(result: object, path: Path | None) -> None:
@@ -51,3 +56,15 @@ def bench_server(name: str) -> Iterator[tuple[MySQLSettings, int | None]]:
     finally:
         if server is not None:
             stop_pid(server.pid, timeout_s=60)
+
+
+def timed(function) -> float:
+    """Seconds `function()` takes."""
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def median_time(function, repeat: int) -> float:
+    """The median of `repeat` timings of `function()`."""
+    return statistics.median(timed(function) for _ in range(repeat))

@@ -10,7 +10,7 @@ them) into an empty target in each layout, then runs both ways in turn `--repeat
 (the throwaway server's; none with `MIGRATION_MYSQL_URL`). Both ways must find the merge
 exact, or the run fails.
 
-    .venv/bin/python bench/bench_target_checks.py --rows 1000000 --repeat 3
+    .venv/bin/python -m bench.target_checks --rows 1000000 --repeat 3
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import bench_target_growth as growth
-from bench_server import bench_server, server_cpu_seconds, write_json
-
 from migration_assets.mysql.connection import MySQLSettings, connection, open_connection
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.merge import merge_day
 from migration_assets.mysql.seconds import merged_day, merged_second_counts
+
+from . import target_growth as growth
+from .common import bench_server, server_cpu_seconds, write_json
 
 METHODS = ("join", "auto")
 

@@ -9,7 +9,7 @@ For N key-sorted rows of one day, measured in the same run on the same server:
 MySQL: `MIGRATION_MYSQL_URL` when set (a database `bench_mysql` is created), else a
 throwaway MariaDB.
 
-    .venv/bin/python bench/bench_mysql.py --rows 1000000 --repeat 3
+    .venv/bin/python -m bench.mysql --rows 1000000 --repeat 3
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import yaml
-from bench_server import bench_database, write_json
 
 from migration_assets.mysql.connection import (
     MySQLSettings,
@@ -38,6 +36,8 @@ from migration_assets.mysql.load import load_day, tsv_chunks
 from migration_assets.mysql.merge import DEFAULT_CHUNK_ROWS, merge_day
 from migration_assets.parquet.store import partition_schema
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
+
+from .common import bench_database, timed, write_json
 
 DAY = dt.date(2025, 6, 1)
 
@@ -70,12 +70,6 @@ def day_table(spec, rows: int) -> pa.Table:
         }
     )
     return table.cast(partition_schema(spec)).sort_by([(k, "ascending") for k in spec.mysql.key])
-
-
-def timed(function) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
 
 
 def reset(settings: MySQLSettings, spec) -> None:

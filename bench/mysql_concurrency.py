@@ -17,7 +17,7 @@ with `MIGRATION_MYSQL_URL`); `--repeat` runs the shapes in turn that many times 
 medians, as the machine is noisy. `--buffer-pool-mb` resizes the server's buffer pool first
 (the local stack's is 512 MB; two days in flight, staged and merged, need about 1 GB).
 
-    .venv/bin/python bench/bench_mysql_concurrency.py --rows 1000000 --repeat 3 \
+    .venv/bin/python -m bench.mysql_concurrency --rows 1000000 --repeat 3 \
         [--buffer-pool-mb 2048]
 """
 
@@ -34,15 +34,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import bench_target_growth as growth
 import pyarrow as pa
-from bench_server import bench_server, server_cpu_seconds, write_json
-from bench_target_growth import FIRST_DAY, day_table, example_spec
 
 from migration_assets.mysql.connection import MySQLSettings, connection, open_connection
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.merge import merge_day
 from migration_assets.mysql.seconds import merged_day
+
+from . import target_growth as growth
+from .common import bench_server, server_cpu_seconds, write_json
+from .target_growth import FIRST_DAY, day_table, example_spec
 
 SHAPES = ("one_connection", "two_connections", "two_connections_unpartitioned", "two_days_at_once")
 STEPS = ("load", "merge", "check")

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.<name>`; results with their commands in bench/RESULTS.md."""

@@ -1,0 +1,206 @@
+"""Each check's verdict for one day: the facts gathered where the data is, compared second by
+second, with the metadata an operator needs when they differ.
+
+A verdict is a `Validation` that Great Expectations still has to see (`deferred`): the shell
+(`defs/day_checks.py`) validates all the days of a run at once and reports them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import Any
+
+from ..mysql.catalog import table_columns
+from ..mysql.copy_checksum import day_checksums, drill_down
+from ..mysql.legacy import LegacyKey
+from ..mysql.seconds import (
+    copied_second_counts,
+    differing_keys,
+    legacy_second_counts,
+    merged_day,
+    merged_second_counts,
+    mysql_id_types,
+    staged_json_checksums,
+    staged_second_counts,
+    unstaged_rows,
+)
+from ..parquet.counts import (
+    json_counted_columns,
+    parquet_counted_columns,
+    parquet_json_checksums,
+    parquet_second_counts,
+    rejects_in_day,
+)
+from ..parquet.store import read_census, read_manifest, read_partition, read_rejects
+from ..spec import MigrationSpec
+from .validate import Validation, bigint_ids, second_count_parity
+
+PARITY, SCHEMA = "per_second_count_parity", "bigint_id_schema"
+CHECKSUM = "per_second_checksum_parity"
+JSON_TEXT = "json_text_parity"
+Connect = Callable[[], AbstractContextManager[Any]]
+
+
+class MissingDayError(LookupError):
+    """The hop a check compares against has not written the day."""
+
+
+def _counted(client: Any, spec: MigrationSpec, day: dt.date) -> Any:
+    """The day's Parquet rows, only the columns per-second counts read."""
+    return read_partition(client, spec, day, parquet_counted_columns(spec))
+
+
+def parquet_parity(client: Any, spec: MigrationSpec, day: dt.date) -> Validation:
+    """The day's Parquet rows plus its quarantined records, per second, against the census of
+    the items the exports yielded for the day (taken while reading)."""
+    manifest = read_manifest(client, spec, day)
+    if manifest is None:
+        raise MissingDayError(f"parquet_partitions has no manifest for {day}")
+    observed = parquet_second_counts(_counted(client, spec, day), spec)
+    for second in rejects_in_day(read_rejects(client, spec, manifest), day):
+        observed[second] = observed.get(second, 0) + 1
+    expected = read_census(client, spec, manifest)
+    validation = second_count_parity(expected, observed, "export items -> parquet", deferred=True)
+    validation.summary["rejects"] = manifest.rejects
+    return validation
+
+
+def staged_parity(
+    client: Any, spec: MigrationSpec, day: dt.date, *, connect: Connect, connections: int = 1
+) -> Validation:
+    """Staged puts per second against the day's Parquet rows (S3 and Arrow count while MySQL
+    counts, on up to `connections` connections from `connect`)."""
+    with ThreadPoolExecutor(1) as parquet:
+        counting = parquet.submit(lambda: parquet_second_counts(_counted(client, spec, day), spec))
+        with connect() as conn:
+            observed = staged_second_counts(
+                conn, spec, day, connect=connect, connections=connections
+            )
+        expected = counting.result()
+    return second_count_parity(expected, observed, "parquet_partitions -> staging", deferred=True)
+
+
+def staged_json_parity(
+    client: Any, spec: MigrationSpec, day: dt.date, *, connect: Connect, connections: int = 1
+) -> Validation:
+    """The json columns' staged text against the Parquet's, per second: MySQL's JSON type
+    would rewrite values (big numbers, key order, duplicate keys) in staging and target alike,
+    where the other checks compare the two and would pass."""
+
+    def parquet() -> dict[int, int]:
+        table = read_partition(client, spec, day, json_counted_columns(spec))
+        return parquet_json_checksums(table, spec)
+
+    with ThreadPoolExecutor(1) as side:  # S3, Arrow and zlib while MySQL sums
+        hashing = side.submit(parquet)
+        with connect() as conn:
+            observed = staged_json_checksums(
+                conn, spec, day, connect=connect, connections=connections
+            )
+        expected = hashing.result()
+    return second_count_parity(
+        expected,
+        observed,
+        "parquet_partitions -> staging json text",
+        unit="checksum",
+        deferred=True,
+    )
+
+
+def merged_parity(
+    spec: MigrationSpec, day: dt.date, *, connect: Connect, connections: int = 1
+) -> dict[str, Validation]:
+    """Both target checks on the same facts (`merged_day`: one join, or two scans): counts
+    per second, and row-hash sums per second with the differing keys of the first second
+    that differs."""
+    with connect() as conn:
+        facts = merged_day(conn, spec, day, connect=connect, connections=connections)
+        observed = merged_second_counts(conn, spec, day, facts)
+        counts = second_count_parity(facts.staged, observed, "staging -> target", deferred=True)
+        values = second_count_parity(
+            facts.staged_checksums,
+            facts.target_checksums,
+            "staging -> target values",
+            unit="checksum",
+            deferred=True,
+        )
+        for validation in (counts, values):
+            validation.summary["compared_by"] = facts.method
+        if values.details:
+            first = values.details[0]["second"]
+            moment = dt.datetime.strptime(first, "%Y-%m-%dT%H:%M:%SZ")
+            second = int(moment.replace(tzinfo=dt.UTC).timestamp())
+            drill = differing_keys(conn, spec, day, second)
+            if facts.method == "scans":  # the target's rows no staged put accounts for
+                drill += unstaged_rows(conn, spec, day, second)
+            values.summary["differing_keys_of_first_second"] = drill
+    return {PARITY: counts, CHECKSUM: values}
+
+
+def copy_parity(connect: Connect, spec: MigrationSpec, day: dt.date, key: LegacyKey) -> Validation:
+    """The legacy table's rows of the day per second against those the new table holds from
+    it (plus the tombstones of rows a merge deleted on purpose)."""
+    assert spec.legacy_copy is not None
+    with connect() as conn:
+        expected = legacy_second_counts(conn, spec, day)
+        observed = copied_second_counts(conn, spec, day, key)
+    where = f"{spec.legacy_copy.source_table} -> {spec.mysql.target_table}"
+    return second_count_parity(expected, observed, where, deferred=True)
+
+
+def copy_checksum_parity(
+    spec: MigrationSpec, day: dt.date, key: LegacyKey, *, connect: Connect, connections: int = 1
+) -> Validation:
+    """Row-hash sums per second of every legacy column (but the merged ones) of the legacy
+    rows of the day against those the new table holds from them, with the differing keys and
+    both sides' values of the first differing seconds."""
+    assert spec.legacy_copy is not None
+    where = f"{spec.legacy_copy.source_table} -> {spec.mysql.target_table} values"
+    with connect() as conn:
+        sums = day_checksums(conn, spec, day, key, connect=connect, connections=connections)
+        validation = second_count_parity(
+            sums.legacy_sums, sums.copied_sums, where, unit="checksum", deferred=True
+        )
+        validation.summary["rows_compared"] = sum(sums.legacy_rows.values())
+        validation.summary["columns_compared"] = ", ".join(sums.columns)
+        seconds = sums.differing_seconds()
+        if seconds:
+            validation.summary["differing_keys"] = drill_down(conn, spec, day, seconds, key)
+    return validation
+
+
+def spec_id_columns(spec: MigrationSpec) -> tuple[str, ...]:
+    """The spec's columns that are ids (typed `bigint`)."""
+    return tuple(c.column for c in spec.columns if c.column in spec.id_columns)
+
+
+def staged_id_types(conn: Any, spec: MigrationSpec) -> dict[str, str | None]:
+    return mysql_id_types(conn, spec.mysql.temp_table, spec_id_columns(spec))
+
+
+def staged_ids(
+    client: Any, spec: MigrationSpec, day: dt.date, table_types: dict[str, str | None]
+) -> Validation:
+    """The staging table's id types (read once per run) and the day's Parquet id types."""
+    ids = list(spec_id_columns(spec))
+    schema = read_partition(client, spec, day, ids).schema
+    types = dict(table_types) | {f"parquet.{n}": str(schema.field(n).type) for n in ids}
+    return bigint_ids(types, f"{spec.mysql.temp_table} and Parquet", deferred=True)
+
+
+def new_table_id_types(conn: Any, spec: MigrationSpec) -> dict[str, str | None]:
+    """Types of the spec's ids and the widened legacy columns the new table has (every
+    widened legacy column must be there, and BIGINT)."""
+    spec_ids = spec_id_columns(spec)
+    present = table_columns(conn, spec.mysql.target_table)
+    names = spec_ids + tuple(n for n in spec.id_columns if n not in spec_ids and n in present)
+    if spec.legacy_copy:
+        names += tuple(n for n in spec.legacy_copy.bigint_columns if n not in names)
+    return mysql_id_types(conn, spec.mysql.target_table, names)
+
+
+def table_ids(types: dict[str, str | None], table: str) -> Validation:
+    return bigint_ids(types, table, deferred=True)
