@@ -26,6 +26,17 @@ MISSING_SERVER_HELP = (
 )
 
 
+# The row-based binlog that change capture reads (mysql/binlog.py): every row change with its
+# full before and after images and the column names, as a replica would see them.
+BINLOG_ARGS = (
+    "--server-id=1",
+    "--binlog-format=ROW",
+    "--binlog-row-image=FULL",
+    "--binlog-row-metadata=FULL",
+    "--max-binlog-size=256M",
+)
+
+
 @dataclass(frozen=True)
 class ThrowawayMySQL:
     pid: int
@@ -84,6 +95,8 @@ def start_throwaway_mysql(root: Path, port: int | None = None) -> ThrowawayMySQL
                 "--max-connections=200",
                 "--default-time-zone=+00:00",
                 "--character-set-server=utf8mb4",
+                *BINLOG_ARGS,
+                f"--log-bin={root / 'binlog'}",
                 *user_args,
             ],
             stdout=log,

@@ -36,6 +36,7 @@ from typing import Any
 from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
+from .binlog import capture_bookkeeping_ddl, record_start
 from .catalog import SchemaConflictError, indexes, primary_key, table_columns, unique_keys
 from .connection import read_committed
 from .parallel import Connect, run_on_connections
@@ -95,8 +96,11 @@ def tail_table(spec: MigrationSpec) -> str:
 
 def copy_bookkeeping_ddl(spec: MigrationSpec) -> list[str]:
     """Which days were copied (and the largest legacy id when each began), the legacy rows
-    the merge deleted on purpose, and the tail's watermark."""
+    the merge deleted on purpose, the tail's watermark, and change capture's position."""
+    assert spec.legacy_copy is not None
+    capture = capture_bookkeeping_ddl(spec) if spec.legacy_copy.change_capture == "binlog" else []
     return [
+        *capture,
         f"CREATE TABLE IF NOT EXISTS {q(copied_days_table(spec))} (`day` DATE NOT NULL PRIMARY"
         " KEY, `copied_at` DATETIME NOT NULL, `source_rows` BIGINT NOT NULL,"
         " `source_max_id` BIGINT NOT NULL) ENGINE=InnoDB",
@@ -181,7 +185,7 @@ class _CopySql:
         source, target = tables or (spec.legacy_copy.source_table, spec.mysql.target_table)
         self.source, self.target = q(source), q(target)
         self.pk, self.when = q(key.column), q(spec.legacy_copy.time_column)
-        names = list(table_columns(conn, source))
+        self.names = names = list(table_columns(conn, source))
         merged = set(spec.mysql.update_columns)
         # a row the merge inserted first (same merge key, an id above the legacy range)
         # takes the legacy id; then the other copied columns
@@ -189,6 +193,11 @@ class _CopySql:
             f"{q(n)} = VALUES({q(n)})"
             for n in [key.column, *(n for n in names if n != key.column)]
             if n not in merged
+        )
+        # the applier's write of a full row image (apply.py): the same rules as the copy
+        self.upsert = (
+            f"INSERT INTO {self.target} ({quote_identifiers(names)}) VALUES "
+            f"({', '.join(['%s'] * len(names))}) ON DUPLICATE KEY UPDATE {refresh}"
         )
         self.day = f"{self.when} >= %s AND {self.when} < %s"
         tombstones = q(tombstones_table(spec))
@@ -206,12 +215,18 @@ class _CopySql:
             " AND `event_time` < %s)"
         )
 
-    def copy(self, where: str, *, skip_deleted: bool) -> str:
-        """INSERT ... SELECT of the legacy rows matching `where` (an SQL condition)."""
+    def copy(self, where: str, *, skip_deleted: bool, share_lock: bool = False) -> str:
+        """INSERT ... SELECT of the legacy rows matching `where` (an SQL condition).
+
+        `share_lock` (with change capture): the rows read stay share-locked until the chunk
+        commits, so no newer version of them can commit, and so reach the applier, before
+        the chunk's older one is written: the copy never overwrites a change the applier
+        already applied (gh-ost's row copy does the same)."""
         sql = self.insert.format(where=where)
-        if skip_deleted:
-            sql = sql.replace(" ON DUPLICATE KEY", self.not_deleted + " ON DUPLICATE KEY", 1)
-        return sql
+        suffix = (self.not_deleted if skip_deleted else "") + (
+            " LOCK IN SHARE MODE" if share_lock else ""
+        )
+        return sql.replace(" ON DUPLICATE KEY", suffix + " ON DUPLICATE KEY", 1)
 
 
 @dataclass
@@ -301,8 +316,12 @@ def copy_day(
         raise ValueError("chunk_rows and connections must be at least 1")
     result = CopyResult(day, connections=connections)
     started = time.perf_counter()
+    assert spec.legacy_copy is not None
+    capture = spec.legacy_copy.change_capture == "binlog"
     with connect() as conn, conn.cursor() as cur:
         key = legacy_key(conn, spec)
+        if capture:  # before anything is read: every later change lies after the position
+            record_start(conn, spec)
         sql = _CopySql(conn, spec, key)
         cur.execute(f"SELECT COALESCE(MAX({sql.pk}), 0) FROM {sql.source}")
         result.source_max_id = int(cur.fetchone()[0])
@@ -324,7 +343,10 @@ def copy_day(
 
         def copy(conn: Any) -> None:
             with conn.cursor() as cur:
-                cur.execute(sql.copy(" AND ".join(where), skip_deleted=skip_deleted), params)
+                cur.execute(
+                    sql.copy(" AND ".join(where), skip_deleted=skip_deleted, share_lock=capture),
+                    params,
+                )
             conn.commit()
 
         return copy
