@@ -249,9 +249,9 @@ def test_a_missing_bigint_column_or_a_wide_key_is_refused(legacy_table):
 TODAY = dt.date(2024, 3, 4)  # the cutover's "today": the tests' days end here
 
 
-def _copied_world(settings, target="orders"):
+def _copied_world(settings, target="orders", change_capture="binlog"):
     """Every day from the first legacy row to TODAY copied, TODAY with 48 more rows."""
-    spec = legacy_spec(start="2024-02-29", target=target)
+    spec = legacy_spec(start="2024-02-29", target=target, change_capture=change_capture)
     make_room_for_new_ids(settings)
     today = TODAY
     with connection(settings) as conn, conn.cursor() as cur:
@@ -356,7 +356,9 @@ def test_writes_waiting_on_the_cutover_land_in_the_new_table(legacy_table, targe
 
 
 def test_cutover_is_refused_when_parity_fails_and_nothing_is_renamed(legacy_table):
-    spec, today = _copied_world(legacy_table)
+    # without change capture (an append-only table's tail), a delete after the copy is seen
+    # by the counts only (test_change_capture.py: with capture it is applied)
+    spec, today = _copied_world(legacy_table, change_capture="none")
     execute(legacy_table, "DELETE FROM table01 WHERE id = 201")  # deleted after its copy
     with pytest.raises(CutoverRefused, match="seconds differ"):
         cutover(connector(legacy_table), spec, today=today)
@@ -366,7 +368,7 @@ def test_cutover_is_refused_when_parity_fails_and_nothing_is_renamed(legacy_tabl
     with pytest.raises(CutoverRefused, match="1 days were never copied .first: 2024-03-02"):
         cutover(connector(legacy_table), spec, today=today)
     execute(legacy_table, "INSERT INTO orders_copied_days VALUES ('2024-03-02', NOW(), 1, 1)")
-    later = legacy_spec(start="2024-03-01")  # row 3 (2024-02-29) would be left behind
+    later = legacy_spec(start="2024-03-01", change_capture="none")  # row 3 would be left
     with pytest.raises(CutoverRefused, match="1 legacy rows are older than partitions.start"):
         cutover(connector(legacy_table), later, today=today)
     with connection(legacy_table) as conn:

@@ -87,6 +87,15 @@ def replication_settings(settings: MySQLSettings) -> dict[str, Any]:
     }
 
 
+def settings_of(conn: Any) -> MySQLSettings:
+    """The settings a connection was opened with (the binlog reader opens its own)."""
+
+    def text(value: Any) -> str:
+        return value.decode("latin1") if isinstance(value, bytes) else str(value or "")
+
+    return MySQLSettings(conn.host, conn.port, text(conn.user), text(conn.password), text(conn.db))
+
+
 class ChangeApplier:
     """The applier of one migration: `with ChangeApplier(settings, spec) as applier:
     applier.drain(...)`. Holds the migration's applier lock while open."""

@@ -242,7 +242,7 @@ def record_start(conn: Any, spec: MigrationSpec) -> CaptureState:
         )
         if cur.rowcount:
             cur.execute(f"DELETE FROM {q(copied_days_table(spec))}")
-        state = capture_state(cur, spec)
+        state = capture_state(cur, spec, for_update=True)  # maybe a concurrent copy's
     conn.commit()
     assert state is not None
     return state

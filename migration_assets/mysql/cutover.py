@@ -14,6 +14,17 @@
    the legacy table, ahead of the application.
 4. A safety net: legacy ids above the final mark are copied from the old table (0 expected).
 The old table is kept.
+
+With change capture (`legacy_copy.change_capture: binlog`) the tail is the applier's:
+1. The applier catches up without locks (it holds the migration's applier lock throughout,
+   so no scheduled drain interleaves), then every day it ever changed is verified without
+   locks; a day that differs then (a change not yet applied) is kept for step 3.
+2. `LOCK TABLES legacy READ`; the server's binlog head is read: no change of the legacy
+   table can lie beyond it. The applier drains to it.
+3. Under the lock, `verify_day` for the last `verify_days` days, the days that differed in
+   step 1 and every day changed since; any difference refuses the cutover. Then the RENAME
+   as above. A kill at any point leaves one table or the other under the legacy name (the
+   RENAME is one statement); running again finishes, or refuses saying why.
 """
 
 from __future__ import annotations
@@ -29,9 +40,13 @@ from ..identifiers import quote_identifier as q
 from ..identifiers import validate_identifier
 from ..quality.counts import copied_second_counts, legacy_second_counts, mismatched_seconds
 from ..spec import MigrationSpec
+from .apply import CaptureBusy, ChangeApplier, DrainResult, changed_days, settings_of
+from .binlog import CaptureRefused, server_position
 from .catalog import primary_key, table_columns, table_exists
+from .connection import MySQLSettings, read_committed
 from .legacy import (
     Connect,
+    LegacyKey,
     catch_up,
     copied_days_table,
     copy_ids_above,
@@ -63,6 +78,7 @@ def cutover(
     today: dt.date | None = None,
     lock_wait_timeout_s: int = 30,
     while_locked: Callable[[], None] | None = None,
+    catch_up_timeout_s: float = 600,
 ) -> CutoverResult:
     """Swap the tables (module docstring). The verified days end today (or with the last
     partition of a bounded spec). `while_locked` runs once the legacy table is locked, before
@@ -84,10 +100,30 @@ def cutover(
             raise CutoverRefused(f"the new table {target!r} does not exist: copy the days first")
         key = legacy_key(conn, spec)
         _refuse_uncopied_days(conn, spec, days[-1], days[0] + dt.timedelta(days=1))
-        first = catch_up(conn, spec)
-        if first.copied_through is None:
-            raise CutoverRefused("no day has been copied yet: nothing to cut over to")
-        result.caught_up_rows = first.new_rows
+        if spec.legacy_copy.change_capture == "binlog":
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT EXISTS (SELECT 1 FROM {q(copied_days_table(spec))})")
+                if not cur.fetchone()[0]:
+                    raise CutoverRefused("no day has been copied yet: nothing to cut over to")
+            settings = settings_of(conn)
+        else:
+            first = catch_up(conn, spec)
+            if first.copied_through is None:
+                raise CutoverRefused("no day has been copied yet: nothing to cut over to")
+            result.caught_up_rows = first.new_rows
+    if spec.legacy_copy.change_capture == "binlog":
+        _cutover_with_capture(
+            connect,
+            settings,
+            spec,
+            key,
+            days,
+            result,
+            lock_wait_timeout_s=lock_wait_timeout_s,
+            while_locked=while_locked,
+            catch_up_timeout_s=catch_up_timeout_s,
+        )
+        return result
     with connect() as holder, holder.cursor() as locks, connect() as conn:
         locks.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout_s,))
         locks.execute(f"LOCK TABLES {q(source)} READ")  # the application's writes wait
@@ -98,13 +134,7 @@ def cutover(
             final = catch_up(conn, spec, measure_lag=False)
             result.final_rows = final.new_rows
             for day in days:
-                legacy = legacy_second_counts(conn, spec, day)
-                differing = mismatched_seconds(legacy, copied_second_counts(conn, spec, day, key))
-                if differing:
-                    raise CutoverRefused(
-                        f"{day}: {len(differing)} seconds differ between {source!r} and "
-                        f"{target!r} (first: {_iso(differing[0])}); nothing renamed"
-                    )
+                verify_day(conn, spec, day, key)
                 result.verified_days.append(day.isoformat())
             conn.commit()  # no metadata lock of ours may stand in the RENAME's way
             _rename_queued_behind(
@@ -126,6 +156,106 @@ def cutover(
             raise RuntimeError(f"the swap of {source!r} and {target!r} did not take effect")
         assert primary_key(conn, source) == [key.column]
     return result
+
+
+def verify_day(conn: Any, spec: MigrationSpec, day: dt.date, key: LegacyKey) -> None:
+    """The proof a day must pass before the swap: per-second counts of the legacy rows and
+    of their copies (legacy-range ids) agree. Raises CutoverRefused naming the day."""
+    assert spec.legacy_copy is not None
+    legacy = legacy_second_counts(conn, spec, day)
+    differing = mismatched_seconds(legacy, copied_second_counts(conn, spec, day, key))
+    if differing:
+        raise CutoverRefused(
+            f"{day}: {len(differing)} seconds differ between {spec.legacy_copy.source_table!r} "
+            f"and {spec.mysql.target_table!r} (first: {_iso(differing[0])}); nothing renamed"
+        )
+
+
+def _cutover_with_capture(
+    connect: Connect,
+    settings: MySQLSettings,
+    spec: MigrationSpec,
+    key: LegacyKey,
+    days: list[dt.date],
+    result: CutoverResult,
+    *,
+    lock_wait_timeout_s: int,
+    while_locked: Callable[[], None] | None,
+    catch_up_timeout_s: float,
+) -> None:
+    """The swap gated on the applier (module docstring, "With change capture")."""
+    assert spec.legacy_copy is not None
+    source, target, old = spec.legacy_copy.source_table, spec.mysql.target_table, result.old_table
+    try:
+        applier = ChangeApplier(settings, spec, lock_timeout_s=lock_wait_timeout_s)
+        applier.__enter__()
+    except (CaptureRefused, CaptureBusy) as exc:
+        raise CutoverRefused(f"{exc}; nothing renamed") from None
+    try:
+        deadline = time.monotonic() + catch_up_timeout_s
+        while True:  # 1. catch up without locks
+            drained = _drain(applier, max_seconds=max(1.0, deadline - time.monotonic()))
+            result.caught_up_rows += drained.row_events
+            if drained.caught_up:
+                break
+            if time.monotonic() >= deadline:
+                raise CutoverRefused(
+                    f"the change applier is still {drained.behind_bytes} binlog bytes behind "
+                    f"after {catch_up_timeout_s:.0f} s: run bigint_change_capture until it "
+                    "keeps up, then cut over; nothing renamed"
+                )
+        # 2. every day changed since capture began, without locks: a day that differs now
+        # (a change not yet applied) is verified again under the lock with the others
+        before_lock = applier.state().batches
+        suspects: set[dt.date] = set()
+        with connect() as conn:
+            read_committed(conn)
+            for day in changed_days(conn, spec):
+                try:
+                    verify_day(conn, spec, day, key)
+                except CutoverRefused:
+                    suspects.add(day)
+                conn.commit()
+        with connect() as holder, holder.cursor() as locks, connect() as conn:
+            read_committed(conn)
+            locks.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout_s,))
+            locks.execute(f"LOCK TABLES {q(source)} READ")  # the application's writes wait
+            started = time.perf_counter()
+            try:
+                if while_locked:
+                    while_locked()
+                # 3. no write can reach the legacy table now: drain to the binlog's head
+                head = server_position(holder)
+                final = _drain(applier, until=head)
+                result.final_rows = final.row_events
+                # 4. the last days, the suspects and whatever changed since step 2
+                again = suspects | set(changed_days(conn, spec, after_batch=before_lock))
+                for day in [*days, *sorted(again - set(days))]:
+                    verify_day(conn, spec, day, key)
+                    result.verified_days.append(day.isoformat())
+                conn.commit()  # no metadata lock of ours may stand in the RENAME's way
+                applier.conn.commit()
+                _rename_queued_behind(
+                    connect, holder, f"{q(source)} TO {q(old)}, {q(target)} TO {q(source)}"
+                )
+            finally:
+                locks.execute("UNLOCK TABLES")
+                result.locked_seconds = time.perf_counter() - started
+    finally:
+        applier.__exit__(None, None, None)
+    with connect() as conn:
+        if (
+            not table_exists(conn, old)
+            or table_columns(conn, source)[key.column].data_type != "bigint"
+        ):
+            raise RuntimeError(f"the swap of {source!r} and {target!r} did not take effect")
+
+
+def _drain(applier: ChangeApplier, **kwargs: Any) -> DrainResult:
+    try:
+        return applier.drain(**kwargs)
+    except CaptureRefused as exc:
+        raise CutoverRefused(f"{exc}; nothing renamed") from None
 
 
 def _refuse_uncopied_days(
