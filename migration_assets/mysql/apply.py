@@ -386,6 +386,22 @@ def changed_days(conn: Any, spec: MigrationSpec, *, after_batch: int = 0) -> lis
         return [row[0] for row in cur.fetchall()]
 
 
+def days_changed_since_copy(conn: Any, spec: MigrationSpec) -> list[dt.date]:
+    """Copied days the applier changed after their copy ended (by the binlog's event times;
+    for reporting: the cutover verifies every day changed since capture began)."""
+    from .legacy import copied_days_table
+
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT c.`day` FROM {q(changed_days_table(spec))} c JOIN "
+            f"{q(copied_days_table(spec))} d ON d.`day` = c.`day` WHERE c.`last_change_at` >="
+            " d.`copied_at` ORDER BY c.`day`"
+        )
+        days = [row[0] for row in cur.fetchall()]
+    conn.commit()
+    return days
+
+
 def drain(
     settings: MySQLSettings,
     spec: MigrationSpec,
