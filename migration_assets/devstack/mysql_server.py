@@ -63,10 +63,13 @@ def _find_install_db() -> str | None:
     return None
 
 
-def start_throwaway_mysql(root: Path, port: int | None = None) -> ThrowawayMySQL:
+def start_throwaway_mysql(
+    root: Path, port: int | None = None, *, binlog: bool = True
+) -> ThrowawayMySQL:
     """Initialise a data directory under `root` (unless it exists) and start the server on
     `port` (default: a free one; the same port restarts a server on its data, e.g. after a
-    crash in the fault-injection tests)."""
+    crash in the fault-injection tests); `binlog=False` only to test change capture's
+    refusal."""
     server = find_server_binary()
     if server is None:
         raise RuntimeError(MISSING_SERVER_HELP)
@@ -95,8 +98,7 @@ def start_throwaway_mysql(root: Path, port: int | None = None) -> ThrowawayMySQL
                 "--max-connections=200",
                 "--default-time-zone=+00:00",
                 "--character-set-server=utf8mb4",
-                *BINLOG_ARGS,
-                f"--log-bin={root / 'binlog'}",
+                *((*BINLOG_ARGS, f"--log-bin={root / 'binlog'}") if binlog else ()),
                 *user_args,
             ],
             stdout=log,

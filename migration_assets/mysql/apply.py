@@ -43,6 +43,7 @@ from .binlog import (
     server_position,
     unsigned_integer_bits,
 )
+from .catalog import table_columns
 from .connection import MySQLSettings, open_connection
 from .legacy import _CopySql, legacy_key, tombstones_table
 
@@ -121,7 +122,11 @@ class ChangeApplier:
                     )
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
             key = legacy_key(self.conn, self.spec)
-            self.sql = _CopySql(self.conn, self.spec, key)
+            # the legacy columns as the new table has them: the binlog before a DDL on the
+            # legacy table carries those (the reader refuses at the DDL itself)
+            target = table_columns(self.conn, self.spec.mysql.target_table)
+            names = [n for n in table_columns(self.conn, self.spec.legacy_copy.source_table)]
+            self.sql = _CopySql(self.conn, self.spec, key, names=[n for n in names if n in target])
             self.columns = self.sql.names
             self.pk_index = self.columns.index(key.column)
             self.time_index = self.columns.index(self.spec.legacy_copy.time_column)

@@ -179,13 +179,18 @@ class _CopySql:
     `tables` = (legacy, new) when they no longer have the spec's names (after the swap)."""
 
     def __init__(
-        self, conn: Any, spec: MigrationSpec, key: LegacyKey, tables: tuple[str, str] | None = None
+        self,
+        conn: Any,
+        spec: MigrationSpec,
+        key: LegacyKey,
+        tables: tuple[str, str] | None = None,
+        names: list[str] | None = None,  # the legacy columns written (default: all of them)
     ) -> None:
         assert spec.legacy_copy is not None
         source, target = tables or (spec.legacy_copy.source_table, spec.mysql.target_table)
         self.source, self.target = q(source), q(target)
         self.pk, self.when = q(key.column), q(spec.legacy_copy.time_column)
-        self.names = names = list(table_columns(conn, source))
+        self.names = names = names or list(table_columns(conn, source))
         merged = set(spec.mysql.update_columns)
         # a row the merge inserted first (same merge key, an id above the legacy range)
         # takes the legacy id; then the other copied columns
