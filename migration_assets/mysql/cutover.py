@@ -226,7 +226,7 @@ def _cutover_with_capture(
                     while_locked()
                 # 3. no write can reach the legacy table now: drain to the binlog's head
                 head = server_position(holder)
-                final = _drain(applier, until=head)
+                final = _drain(applier, until=head, measure_lag=False)
                 result.final_rows = final.row_events
                 # 4. the last days, the suspects and whatever changed since step 2
                 again = suspects | set(changed_days(conn, spec, after_batch=before_lock))
