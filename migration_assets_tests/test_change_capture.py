@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from migration_assets.assets.legacy_copy import build_legacy_jobs
 from migration_assets.devstack.mysql_server import start_throwaway_mysql
 from migration_assets.devstack.processes import stop_pid
 from migration_assets.mysql.apply import ChangeApplier, changed_days
@@ -26,6 +27,8 @@ from migration_assets.mysql.connection import connection, ensure_database
 from migration_assets.mysql.cutover import CutoverRefused, cutover, verify_day
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.legacy import copy_day, legacy_key
+from migration_assets.resources import MySQLResource
+from migration_assets.spec import SpecError
 from migration_assets_tests.test_legacy_copy import (
     COLUMNS,
     INT_MAX,
@@ -380,3 +383,34 @@ def test_a_server_without_a_binlog_is_refused(tmp_path):
         assert copy_day(connector(settings), none, DAYS[0]).rows == 3  # append-only: allowed
     finally:
         stop_pid(server.pid, timeout_s=60)
+
+
+def test_the_switch_is_validated_like_every_key():
+    with pytest.raises(SpecError, match=r"legacy_copy.change_capture: must be one of binlog, none"):
+        legacy_spec(change_capture="triggers")
+    assert legacy_spec().legacy_copy.change_capture == "binlog"  # the default
+
+
+def test_the_capture_job_reports_lag_and_changed_days_and_one_applier_runs_at_a_time(legacy):
+    settings, spec = legacy
+    copy_all(settings, spec)
+    execute(settings, "UPDATE table01 SET amount = 3 WHERE id IN (1, 62)")  # two days
+    *_, capture = build_legacy_jobs(spec)
+    mysql = MySQLResource(url=settings.url)
+    with ChangeApplier(settings, spec):  # another applier holds the lock: the run skips
+        skipped = capture.execute_in_process(resources={"mysql": mysql})
+    assert skipped.success and "another change applier" in str(_metadata(skipped)["skipped"])
+    assert rows(settings, "SELECT amount FROM orders WHERE id = 1") != ((Decimal(3),),)
+    ran = capture.execute_in_process(resources={"mysql": mysql})
+    metadata = _metadata(ran)
+    assert metadata["row_events_applied"].value == 2 and metadata["caught_up"].value
+    assert metadata["days_changed_this_run"].value == [d.isoformat() for d in DAYS[:2]]
+    assert metadata["days_changed_since_copy"].value == [d.isoformat() for d in DAYS[:2]]
+    assert metadata["lag_events"].value == 0 and metadata["events_per_second"].value > 0
+    assert str(metadata["applied_position"].value).startswith("binlog.")
+    assert rows(settings, "SELECT amount FROM orders WHERE id = 1") == ((Decimal(3),),)
+
+
+def _metadata(result):
+    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    return output.event_specific_data.metadata
