@@ -23,6 +23,7 @@ from migration_assets.devstack.mysql_server import start_throwaway_mysql
 from migration_assets.devstack.processes import stop_pid
 from migration_assets.mysql.apply import ChangeApplier, changed_days
 from migration_assets.mysql.binlog import CaptureRefused
+from migration_assets.mysql.catalog import SchemaConflictError, table_columns
 from migration_assets.mysql.connection import connection, ensure_database
 from migration_assets.mysql.cutover import CutoverRefused, cutover, verify_day
 from migration_assets.mysql.ddl import ensure_tables
@@ -414,3 +415,52 @@ def test_the_capture_job_reports_lag_and_changed_days_and_one_applier_runs_at_a_
 def _metadata(result):
     (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     return output.event_specific_data.metadata
+
+
+_KILLED_CUTOVER = """
+import datetime as dt, sys, time
+from migration_assets.mysql.connection import connection, parse_mysql_url
+from migration_assets.mysql.cutover import cutover
+from migration_assets_tests.test_legacy_copy import legacy_spec
+
+settings = parse_mysql_url(sys.argv[1])
+
+def while_locked():
+    print("locked", flush=True)
+    time.sleep(60)
+
+cutover(lambda: connection(settings), legacy_spec(start=sys.argv[2]), verify_days=1,
+        today=dt.date.fromisoformat(sys.argv[3]), while_locked=while_locked)
+"""
+
+
+@pytest.mark.slow
+def test_a_cutover_killed_under_the_lock_leaves_the_legacy_table_and_a_rerun_finishes(
+    legacy, repo_root: Path
+):
+    settings, spec = legacy
+    copy_all(settings, spec)
+    execute(settings, "UPDATE table01 SET amount = 11 WHERE id = 7")
+    killed = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_CUTOVER, settings.url, START.isoformat(), str(DAYS[-1])],
+        cwd=repo_root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert killed.stdout.readline().strip() == "locked"  # drained, locked, not renamed
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=30)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+    with connection(settings) as conn:  # the legacy table is still under its name, intact
+        assert table_columns(conn, "table01")["id"].data_type == "int"
+        assert table_columns(conn, "orders") and not table_columns(conn, "table01_old")
+    execute(settings, "DELETE FROM table01 WHERE id = 8")  # the application goes on
+    legacy_rows = copied(settings, "table01")
+    done = cutover(connector(settings), spec, verify_days=1, today=DAYS[-1])
+    assert done.old_table == "table01_old"
+    assert copied(settings, "table01") == legacy_rows == copied(settings, "table01_old")
+    with pytest.raises(SchemaConflictError, match="the cutover has happened"):
+        cutover(connector(settings), spec, verify_days=1, today=DAYS[-1])  # once only

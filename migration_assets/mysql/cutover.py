@@ -94,6 +94,8 @@ def cutover(
     days = [last - dt.timedelta(days=i) for i in range(verify_days)]
     result = CutoverResult(legacy_table=source, old_table=old)
     with connect() as conn:
+        if table_exists(conn, old) and table_exists(conn, source):
+            legacy_key(conn, spec)  # after a swap: "the cutover has happened"
         if table_exists(conn, old):
             raise CutoverRefused(f"table {old!r} already exists: choose another keep_old_as")
         if not table_exists(conn, target):
