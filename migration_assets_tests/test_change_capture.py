@@ -86,8 +86,8 @@ def copy_all(settings, spec, **kwargs):
         copy_day(connector(settings), spec, day, **kwargs)
 
 
-def drain(settings, spec, **kwargs):
-    with ChangeApplier(settings, spec) as applier:
+def drain(settings, spec, reader_process=None, **kwargs):
+    with ChangeApplier(settings, spec, reader_process=reader_process) as applier:
         return applier.drain(**kwargs)
 
 
@@ -98,7 +98,8 @@ def verify_every_day(settings, spec):
             verify_day(conn, spec, day, key)
 
 
-def test_changes_after_the_copy_reach_the_new_table_and_a_replay_converges(legacy):
+@pytest.mark.parametrize("reader_process", [False, True])  # decoded here / in a child
+def test_changes_after_the_copy_reach_the_new_table_and_a_replay_converges(legacy, reader_process):
     settings, spec = legacy
     copy_all(settings, spec)
     # what the merge wrote: a DynamoDB column on row 10, and row 20 deleted on purpose
@@ -121,7 +122,8 @@ def test_changes_after_the_copy_reach_the_new_table_and_a_replay_converges(legac
         cur.execute("UPDATE table01 SET customer_id = customer_id + 1 WHERE id BETWEEN 150 AND 170")
         cur.execute("DELETE FROM table01 WHERE id BETWEEN 171 AND 175")
         conn.commit()
-    drained = drain(settings, spec, batch_rows=7)  # small batches: a transaction in pieces
+    # small batches: a transaction in pieces
+    drained = drain(settings, spec, reader_process, batch_rows=7)
     assert drained.row_events == len(statements) + 1 + 21 + 5 and drained.caught_up
     assert drained.changed_days == DAYS
     legacy_rows = [r for r in copied(settings, "table01") if r[0] != 20]
@@ -131,7 +133,7 @@ def test_changes_after_the_copy_reach_the_new_table_and_a_replay_converges(legac
     verify_every_day(settings, spec)  # both days of each moved row still add up
     # replaying the whole stretch again (the position back at the start) converges
     execute(settings, "UPDATE orders_capture SET file = start_file, pos = start_pos")
-    again = drain(settings, spec)
+    again = drain(settings, spec, reader_process)
     assert again.row_events == drained.row_events
     assert list(copied(settings)) == legacy_rows
     with connection(settings) as conn:
@@ -303,14 +305,15 @@ def test_a_purged_binlog_is_refused_and_nothing_is_lost(legacy):
     assert rows(settings, "SHOW TABLES LIKE 'table01_old'") == ()
 
 
-def test_a_ddl_on_the_legacy_table_is_refused_after_the_changes_before_it(legacy):
+@pytest.mark.parametrize("reader_process", [False, True])
+def test_a_ddl_on_the_legacy_table_is_refused_after_the_changes_before_it(legacy, reader_process):
     settings, spec = legacy
     copy_all(settings, spec)
     execute(settings, "UPDATE table01 SET amount = 5 WHERE id = 4")
     execute(settings, "ALTER TABLE table01 ADD COLUMN note VARCHAR(10)")
     execute(settings, "UPDATE table01 SET amount = 6 WHERE id = 5")
     with pytest.raises(CaptureRefused, match="DDL statement on the legacy table 'table01'"):
-        drain(settings, spec)
+        drain(settings, spec, reader_process)
     assert rows(settings, "SELECT amount FROM orders WHERE id IN (4, 5) ORDER BY id") == (
         (Decimal(5),),
         (Decimal("1.2500"),),

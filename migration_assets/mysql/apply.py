@@ -32,24 +32,28 @@ from ..identifiers import quote_identifier as q
 from ..spec import MigrationSpec
 from .binlog import (
     CaptureRefused,
+    CaptureState,
     Position,
     RowChange,
     binary_logs,
+    bytes_between,
     capture_state,
     capture_table,
     changed_days_table,
     preflight,
     read_changes,
+    read_changes_in_a_process,
     server_position,
     unsigned_integer_bits,
 )
-from .catalog import table_columns
+from .catalog import table_columns, table_exists
 from .connection import MySQLSettings, open_connection
 from .legacy import _CopySql, legacy_key, tombstones_table
 
 DEFAULT_BATCH_ROWS = 5_000
 _COMMIT_EVERY_S = 1.0  # commit at the next transaction end once a batch is this old
 _EVENTS_BEHIND_CAP = 100_000
+_PROCESS_BACKLOG = 32 << 20  # binlog bytes behind from which decoding gets its own process
 
 
 class CaptureBusy(RuntimeError):
@@ -102,10 +106,16 @@ class ChangeApplier:
     applier.drain(...)`. Holds the migration's applier lock while open."""
 
     def __init__(
-        self, settings: MySQLSettings, spec: MigrationSpec, *, lock_timeout_s: float = 0
+        self,
+        settings: MySQLSettings,
+        spec: MigrationSpec,
+        *,
+        lock_timeout_s: float = 0,
+        reader_process: bool | None = None,  # None: for a backlog of _PROCESS_BACKLOG bytes
     ) -> None:
         assert spec.legacy_copy is not None
         self.settings, self.spec, self.lock_timeout_s = settings, spec, lock_timeout_s
+        self.reader_process = reader_process
         self.lock_name = f"migration_capture_{zlib.crc32(self._scope().encode()):08x}"
 
     def _scope(self) -> str:
@@ -125,14 +135,16 @@ class ChangeApplier:
             # the legacy columns as the new table has them: the binlog before a DDL on the
             # legacy table carries those (the reader refuses at the DDL itself)
             target = table_columns(self.conn, self.spec.mysql.target_table)
-            names = [n for n in table_columns(self.conn, self.spec.legacy_copy.source_table)]
+            names = table_columns(self.conn, self.spec.legacy_copy.source_table)
             self.sql = _CopySql(self.conn, self.spec, key, names=[n for n in names if n in target])
             self.columns = self.sql.names
             self.pk_index = self.columns.index(key.column)
             self.time_index = self.columns.index(self.spec.legacy_copy.time_column)
             self.unsigned = unsigned_integer_bits(self.conn, self.spec.legacy_copy.source_table)
-            with self.conn.cursor() as cur:
-                state = capture_state(cur, self.spec)
+            state = None
+            if table_exists(self.conn, capture_table(self.spec)):
+                with self.conn.cursor() as cur:
+                    state = capture_state(cur, self.spec)
             if state is None:
                 raise CaptureRefused(
                     "change capture has no start position yet: copy a day first "
@@ -153,10 +165,11 @@ class ChangeApplier:
 
     # ------------------------------------------------------------------ draining
 
-    def state(self):
+    def state(self) -> CaptureState:
         with self.conn.cursor() as cur:
             state = capture_state(cur, self.spec)
         self.conn.commit()
+        assert state is not None  # checked on entering
         return state
 
     def drain(
@@ -205,7 +218,8 @@ class ChangeApplier:
         rows_batch = rows_open = last_ts = 0  # rows since the commit / in the open transaction
         batch_started = time.monotonic()
         assert committed is not None
-        changes = read_changes(
+        reader = read_changes_in_a_process if self._backlog_is_large(committed) else read_changes
+        changes = reader(
             replication_settings(self.settings),
             self.settings.database,
             self.spec,
@@ -262,13 +276,21 @@ class ChangeApplier:
         finally:
             changes.close()
 
+    def _backlog_is_large(self, applied: Position) -> bool:
+        if self.reader_process is not None:
+            return self.reader_process
+        files = binary_logs(self.conn)
+        return bytes_between(files, applied, server_position(self.conn)) >= _PROCESS_BACKLOG
+
     def _add(self, change: RowChange, pending: dict, days: dict) -> None:
-        for image in (change.before, change.after):
-            if image is not None and image[self.time_index] is not None:
-                day = image[self.time_index].date()
-                entry = days.setdefault(day, [0, change.timestamp, change.timestamp])
-                entry[0] += 1
-                entry[2] = change.timestamp
+        for day in {
+            image[self.time_index].date()
+            for image in (change.before, change.after)
+            if image is not None and image[self.time_index] is not None
+        }:
+            entry = days.setdefault(day, [0, change.timestamp, change.timestamp])
+            entry[0] += 1
+            entry[2] = change.timestamp
         if change.before is not None and (
             change.after is None or change.after[self.pk_index] != change.before[self.pk_index]
         ):
@@ -330,14 +352,7 @@ class ChangeApplier:
         applied = result.applied
         assert applied is not None
         files = binary_logs(self.conn)
-        if applied.file == head.file:
-            result.behind_bytes = max(0, head.pos - applied.pos)
-        else:
-            result.behind_bytes = (
-                (files.get(applied.file, applied.pos) - applied.pos)
-                + sum(size for name, size in files.items() if applied.file < name < head.file)
-                + head.pos
-            )
+        result.behind_bytes = bytes_between(files, applied, head)
         if result.caught_up:  # read to the end (what follows is this applier's own commit)
             return
         with self.conn.cursor() as cur:

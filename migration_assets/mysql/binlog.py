@@ -41,7 +41,9 @@ _DDL = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
-_IN_TRANSACTION = re.compile(r"^\s*(BEGIN|SAVEPOINT|ROLLBACK\s+TO|XA\s)", re.IGNORECASE)
+_IN_TRANSACTION = re.compile(
+    r"^\s*(BEGIN|SAVEPOINT|ROLLBACK\s+TO|XA\s+(START|BEGIN|END|PREPARE))", re.IGNORECASE
+)
 
 
 class CaptureRefused(RuntimeError):
@@ -357,6 +359,65 @@ def read_changes(
         yield Commit(Position(stream.log_file, stream.log_pos, gtid), 0, end=True)
     finally:
         stream.close()
+
+
+def read_changes_in_a_process(*args: Any, batch: int = 1_000, **kwargs: Any) -> Iterator:
+    """`read_changes` run in a child process (same arguments), its items sent in batches
+    through a bounded queue: decoding row images (mysql-replication is pure Python) then runs
+    on another core than applying them. Worth its start-up (about a second) for a backlog."""
+    import multiprocessing
+    import queue as queues
+
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded Dagster process
+    channel = context.Queue(maxsize=16)  # bounded memory: at most 16 batches in flight
+    child = context.Process(
+        target=_read_into, args=(channel, args, kwargs, batch), daemon=True, name="binlog-reader"
+    )
+    child.start()
+    try:
+        while True:
+            try:
+                items = channel.get(timeout=1.0)
+            except queues.Empty:
+                if not child.is_alive():
+                    exited = f"the binlog reader process exited ({child.exitcode})"
+                    raise RuntimeError(exited) from None
+                continue
+            if items is None:
+                return
+            if isinstance(items, BaseException):
+                raise items
+            yield from items
+    finally:
+        child.terminate()
+        child.join(timeout=10)
+        channel.close()
+
+
+def _read_into(channel: Any, args: tuple, kwargs: dict, batch: int) -> None:
+    items: list = []
+    try:
+        for item in read_changes(*args, **kwargs):
+            items.append(item)
+            if len(items) >= batch:
+                channel.put(items)
+                items = []
+        channel.put(items)
+        channel.put(None)
+    except CaptureRefused as refused:
+        channel.put(items)
+        channel.put(refused)
+    except Exception as exc:  # sent as text: a driver's exception may not survive pickling
+        channel.put(items)
+        channel.put(RuntimeError(f"the binlog reader failed: {type(exc).__name__}: {exc}"))
+
+
+def bytes_between(files: dict[str, int], applied: Position, head: Position) -> int:
+    """Binlog bytes from `applied` to `head` (`files`: SHOW BINARY LOGS)."""
+    if applied.file == head.file:
+        return max(0, head.pos - applied.pos)
+    middle = sum(size for name, size in files.items() if applied.file < name < head.file)
+    return files.get(applied.file, applied.pos) - applied.pos + middle + head.pos
 
 
 def _values(row: dict[str, Any], columns: list[str], unsigned_bits: dict[str, int]) -> tuple:
