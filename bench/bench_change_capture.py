@@ -152,6 +152,7 @@ def copy_under_writes(settings: MySQLSettings, spec, share: float, repeat: int) 
         "with_writer": [],
         "copy_day_with_writer": [],
         "drain_after": [],
+        "writer": [],  # how long the writer took (paced to the copy alone, or slower)
     }
     exact = []
     with connection(settings) as conn, conn.cursor() as cur:
@@ -175,6 +176,7 @@ def copy_under_writes(settings: MySQLSettings, spec, share: float, repeat: int) 
         copy_day(lambda: connection(settings), spec, DAY)
         runs["copy_day_with_writer"].append(time.monotonic() - started)
         writer.join()
+        runs["writer"].append(writer.done_at - started)
         drained_from = time.monotonic()
         drain(settings, spec)
         finished = time.monotonic()
