@@ -16,6 +16,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from migration_assets.assets.legacy_copy import build_legacy_jobs
@@ -30,6 +31,7 @@ from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.legacy import copy_day, legacy_key
 from migration_assets.resources import MySQLResource
 from migration_assets.spec import SpecError
+from migration_assets_tests.helpers import assets_named
 from migration_assets_tests.test_legacy_copy import (
     COLUMNS,
     INT_MAX,
@@ -467,3 +469,24 @@ def test_a_cutover_killed_under_the_lock_leaves_the_legacy_table_and_a_rerun_fin
     assert copied(settings, "table01") == legacy_rows == copied(settings, "table01_old")
     with pytest.raises(SchemaConflictError, match="the cutover has happened"):
         cutover(connector(settings), spec, verify_days=1, today=DAYS[-1])  # once only
+
+
+def test_bigint_table_copy_fails_saying_why_when_the_binlog_is_not_row(legacy):
+    settings, spec = legacy
+    with connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SET GLOBAL binlog_format = 'MIXED'")
+    try:
+        result = dg.materialize(
+            assets_named(spec, "bigint_table_copy"),
+            resources={"mysql": MySQLResource(url=settings.url)},
+            partition_key=DAYS[0].isoformat(),
+            raise_on_error=False,
+        )
+    finally:
+        with connection(settings) as conn, conn.cursor() as cur:
+            cur.execute("SET GLOBAL binlog_format = 'ROW'")
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "binlog_format is MIXED, not ROW" in str(failure.event_specific_data.error)
+    assert "DB cluster parameter group" in str(failure.event_specific_data.error)
+    assert copied(settings) == ()

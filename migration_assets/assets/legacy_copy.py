@@ -65,7 +65,7 @@ def build_bigint_table_copy(
 
             try:
                 copied = with_retries(copy, log=context.log.warning)
-            except SchemaConflictError as exc:
+            except (SchemaConflictError, CaptureRefused) as exc:
                 raise dg.Failure(description=str(exc)) from None
             results[key] = {
                 "rows_copied": copied.rows,

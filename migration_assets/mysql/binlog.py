@@ -156,8 +156,20 @@ def binary_logs(conn: Any) -> dict[str, int]:
 
 
 def _grants(cur: Any) -> str:
+    """The current user's grants, with those of its active roles (MySQL 8 / Aurora MySQL 3,
+    whose master user holds its privileges through `rds_superuser_role`)."""
     cur.execute("SHOW GRANTS")
-    return " ".join(str(row[0]) for row in cur.fetchall()).upper()
+    grants = [str(row[0]) for row in cur.fetchall()]
+    try:
+        cur.execute("SELECT CURRENT_ROLE()")
+        roles = cur.fetchone()[0]
+        if roles and str(roles).upper() != "NONE" and "@" in str(roles):
+            # the server's own list of quoted role names, e.g. `rds_superuser_role`@`%`
+            cur.execute(f"SHOW GRANTS FOR CURRENT_USER() USING {roles}")
+            grants += [str(row[0]) for row in cur.fetchall()]
+    except pymysql.err.MySQLError:  # MariaDB lists an enabled role's grants already
+        pass
+    return " ".join(grants).upper()
 
 
 def preflight(conn: Any, spec: MigrationSpec, stored: Position | None = None) -> bool:

@@ -21,7 +21,10 @@ and the parity still adds up.
 
 The tail (rows that arrived after their day was copied) works by id: each copied day records
 the largest legacy id when its copy began, and the tail copies every id above the smallest
-such mark, then above its own watermark.
+such mark, then above its own watermark. That is `legacy_copy.change_capture: none`, for
+append-only tables; with `binlog` (the default) the copy records the binlog position before
+it reads, share-locks the rows it reads, and the applier (apply.py) carries every later
+insert, update and delete.
 """
 
 from __future__ import annotations
