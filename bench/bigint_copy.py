@@ -85,7 +85,14 @@ def prepare(settings: MySQLSettings, spec, tsv: str) -> int:
 
 def fresh_targets(settings: MySQLSettings, spec) -> None:
     with connection(settings) as conn, conn.cursor() as cur:
-        for table in ("orders", "bare_copy", "orders_copied_days", "orders_tombstones"):
+        for table in (
+            "orders",
+            "bare_copy",
+            "orders_copied_days",
+            "orders_tombstones",
+            "orders_capture",
+            "orders_changed_days",
+        ):
             cur.execute(f"DROP TABLE IF EXISTS `{table}`")
         conn.commit()
         ensure_tables(conn, spec)

@@ -1,7 +1,7 @@
 """The code location: `defs`, built from the migration spec (`MIGRATION_SPEC`).
 
-`bigint_table_copy` and its jobs (catch-up, cutover) are present when the spec has a
-`legacy_copy` section.
+`bigint_table_copy` and its jobs (catch-up, cutover; with change capture the binlog drain
+and its schedule) are present when the spec has a `legacy_copy` section.
 """
 
 from __future__ import annotations
@@ -12,7 +12,11 @@ import dagster as dg
 
 from .defs.aurora.assets import build_aurora_assets, build_clean_staging_job
 from .defs.aurora.checks import build_aurora_checks
-from .defs.bigint_copy.assets import build_bigint_table_copy, build_legacy_jobs
+from .defs.bigint_copy.assets import (
+    build_bigint_table_copy,
+    build_capture_schedules,
+    build_legacy_jobs,
+)
 from .defs.bigint_copy.checks import build_copy_checks
 from .defs.dynamodb.assets import build_dynamodb_export
 from .defs.dynamodb.sensors import build_export_sensor
@@ -46,14 +50,15 @@ def build_definitions(
 ) -> dg.Definitions:
     definitions = build_assets(spec, parquet_engine_from_env())
     asset_keys = [d.key for d in definitions if not isinstance(d, dg.AssetChecksDefinition)]
+    legacy_jobs = build_legacy_jobs(spec) if spec.legacy_copy else []
     return dg.Definitions(
         assets=definitions,
         sensors=[build_export_sensor(spec, daily_partitions(spec), asset_keys)],
-        schedules=[build_live_schedule(spec, asset_keys)],
-        jobs=[
-            build_clean_staging_job(spec),
-            *(build_legacy_jobs(spec) if spec.legacy_copy else []),
+        schedules=[
+            build_live_schedule(spec, asset_keys),
+            *build_capture_schedules(spec, legacy_jobs),
         ],
+        jobs=[build_clean_staging_job(spec), *legacy_jobs],
         resources=resources or default_resources(),
         executor=dg.in_process_executor,
     )

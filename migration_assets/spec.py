@@ -27,6 +27,7 @@ EventTimeUnit = Literal["s", "ms", "us", "iso8601"]
 MergeMode = Literal["upsert", "update_only"]
 TargetPartitioning = Literal["day", "none"]
 OnDelete = Literal["delete_row", "null_columns", "ignore"]
+ChangeCapture = Literal["binlog", "none"]
 
 
 class SpecError(ValueError):
@@ -221,6 +222,10 @@ class LegacyCopySpec:
     source_table: str
     time_column: str
     bigint_columns: tuple[str, ...]
+    # "binlog": every insert, update and delete after the copy began is read from the
+    # row-based binlog and applied (mysql/binlog.py, mysql/apply.py); "none": an append-only
+    # table, whose late rows the insert-only tail copies by id
+    change_capture: ChangeCapture = "binlog"
 
 
 @dataclass(frozen=True)
@@ -676,12 +681,13 @@ def parse_spec(data: Any, source: str = "<memory>") -> MigrationSpec:
 
     legacy = None
     if section := top.section("legacy_copy", required=False):
-        section.check_keys({"source_table", "time_column", "bigint_columns"})
+        section.check_keys({"source_table", "time_column", "bigint_columns", "change_capture"})
         source_table = section.identifier("source_table")
         time_column = section.identifier("time_column")
         bigint_columns = section.identifier_list("bigint_columns")
-        if source_table and time_column and bigint_columns is not None:
-            legacy = LegacyCopySpec(source_table, time_column, bigint_columns)
+        capture = section.choice("change_capture", ("binlog", "none"), "binlog")
+        if source_table and time_column and bigint_columns is not None and capture:
+            legacy = LegacyCopySpec(source_table, time_column, bigint_columns, capture)
 
     if mysql_parts.get("target_partitioning") == "auto":
         mysql_parts["target_partitioning"] = _default_partitioning(

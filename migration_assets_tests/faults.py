@@ -111,7 +111,7 @@ def kill_during(env, cwd, settings, statement_prefix: str) -> str:
 
 
 def assert_day_exact(spec, settings, resources, *, rerun: bool = True) -> None:
-    """Materialize the day again (or, with `rerun=False`, only re-run its checks): all eight
+    """Materialize the day again (or, with `rerun=False`, only re-run its checks): all ten
     checks pass, no duplicate key, and every legacy row of the day is copied or a tombstone."""
     if rerun:
         result = dg.materialize(build_assets(spec), partition_key=DAY, resources=resources)
@@ -126,11 +126,11 @@ def assert_day_exact(spec, settings, resources, *, rerun: bool = True) -> None:
 
 
 def assert_exact(result, settings) -> None:
-    """`result` (a run of the whole graph or of every check for DAY) succeeded with all nine
+    """`result` (a run of the whole graph or of every check for DAY) succeeded with all ten
     checks passed; no duplicate key; every legacy row of the day is copied or a tombstone."""
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 9 and all(e.passed for e in checks)  # exact per-second parity
+    assert len(checks) == 10 and all(e.passed for e in checks)  # exact per-second parity
     duplicates = fetch(
         settings,
         "SELECT COUNT(*) FROM (SELECT 1 FROM orders GROUP BY customer_id, order_id, created_at"

@@ -158,3 +158,17 @@ def legacy_spec(start="2023-01-01", target="orders", **changes):
     data["partitions"]["start"] = start
     data["mysql"]["target_table"] = target
     return parse_spec(data)
+
+
+INT_MAX = 2**31 - 1  # the largest id of the legacy INT(11) tables
+LEGACY_COLUMNS = "id, customer_id, order_id, created_at, amount, attrs"  # of those tables
+
+
+def execute(settings, sql, params=()):
+    with connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        conn.commit()
+
+
+def connector(settings):
+    return lambda: connection(settings)

@@ -182,7 +182,7 @@ def restore(world: World) -> None:
 
 def all_checks_pass(result: dg.ExecuteInProcessResult) -> bool:
     evaluations = result.get_asset_check_evaluations()
-    return len(evaluations) == 9 and all(e.passed for e in evaluations)
+    return len(evaluations) == 10 and all(e.passed for e in evaluations)
 
 
 @pytest.fixture(scope="module")

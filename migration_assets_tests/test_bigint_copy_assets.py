@@ -116,11 +116,13 @@ def test_the_copy_parity_catches_a_lost_row_and_the_schema_check_an_int_target(
     assert not schema.passed and schema.metadata["not_bigint"].value == {"id": "int"}
 
 
-def test_catch_up_and_cutover_jobs(spec, mysql_db, world):
+@pytest.mark.parametrize("change_capture", ["binlog", "none"])
+def test_catch_up_and_cutover_jobs(spec, mysql_db, world, change_capture):
     _, resources = world
     data = yaml.safe_load(EXAMPLE_SPEC.read_text())
     data["s3"]["bucket"], data["dynamodb"]["table"] = spec.s3.bucket, spec.dynamodb.table
     data["partitions"]["end"] = "2023-01-03"  # a bounded migration: its last day is verified
+    data["legacy_copy"]["change_capture"] = change_capture
     bounded = parse_spec(data)
     copy = assets_named(bounded, "bigint_table_copy", with_checks=True)
     assert dg.materialize(
@@ -137,12 +139,21 @@ def test_catch_up_and_cutover_jobs(spec, mysql_db, world):
             " SELECT MAX(id) + 1, 1, 1, '2023-01-02 10:00:00', 1 FROM table01"
         )
         conn.commit()
-    catch_up, cutover = build_legacy_jobs(bounded)
+    catch_up, cutover, *capture = build_legacy_jobs(bounded)
+    assert [job.name for job in capture] == (
+        ["bigint_change_capture"] if change_capture == "binlog" else []
+    )
     tail = catch_up.execute_in_process(resources={"mysql": resources["mysql"]})
     assert tail.success
     (output,) = [e for e in tail.all_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = output.event_specific_data.metadata
-    assert metadata["new_rows_copied"].value == 1 and metadata["rows_behind"].value == 0
+    if change_capture == "binlog":  # the insert came from the binlog, with the day it changed
+        assert metadata["row_events_applied"].value == 1 and metadata["caught_up"].value
+        assert metadata["days_changed_this_run"].value == ["2023-01-02"]
+        assert metadata["days_changed_since_copy"].value == ["2023-01-02"]
+        assert metadata["lag_events"].value == 0
+    else:
+        assert metadata["new_rows_copied"].value == 1 and metadata["rows_behind"].value == 0
     refused = cutover.execute_in_process(
         run_config={"ops": {"swap_in_bigint_table": {"config": {"confirm_table": "orders"}}}},
         resources={"mysql": resources["mysql"]},

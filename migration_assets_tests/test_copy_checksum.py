@@ -20,10 +20,9 @@ from migration_assets.mysql.legacy import copy_day, legacy_key
 from migration_assets.mysql.merge import merge_day
 from migration_assets.mysql.seconds import row_hash
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
-from migration_assets_tests.helpers import assets_named
+from migration_assets_tests.helpers import INT_MAX, assets_named, execute, fetch
 
 DAY, NEXT = dt.date(2024, 3, 1), dt.date(2024, 3, 2)
-INT_MAX = 2**31 - 1
 COLUMNS = "id, customer_id, order_id, created_at, amount, attrs, note"
 CHECKS = [
     dg.AssetCheckKey(dg.AssetKey("bigint_table_copy"), "per_second_checksum_parity"),
@@ -31,24 +30,13 @@ CHECKS = [
 ]
 
 
-def legacy_spec(end: str | None = None):
+def legacy_spec(end: str | None = None, **legacy_copy):
     data = yaml.safe_load(EXAMPLE_SPEC.read_text())
     data["partitions"]["start"] = DAY.isoformat()
+    data["legacy_copy"].update(legacy_copy)
     if end:
         data["partitions"]["end"] = end
     return parse_spec(data)
-
-
-def execute(settings, sql, params=()):
-    with connection(settings) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        conn.commit()
-
-
-def fetch(settings, sql, params=()):
-    with connection(settings) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
 
 
 @pytest.fixture
@@ -225,10 +213,20 @@ def test_a_row_the_merge_tombstoned_is_not_a_difference(legacy):
         assert len(sums.differing_seconds()) == 1
 
 
+@pytest.mark.parametrize(
+    "capture, refusal",
+    [
+        # without capture, the unlocked pass over every copied day refuses
+        ("none", "1 days differ: 2024-03-01 (first second 2024-03-01T"),
+        # with capture, a day still differing after the unlocked passes refuses under the lock
+        ("binlog", "2024-03-01: the values of 3 seconds differ between 'table01' and 'orders'"),
+    ],
+)
 def test_the_cutover_refuses_a_day_whose_values_differ_then_succeeds_after_a_recopy(
-    legacy, resources
+    legacy, resources, capture, refusal
 ):
-    spec = legacy_spec(end="2024-03-04")  # the last day, NEXT + 1, is verified under the lock
+    # the last day, NEXT + 1, is verified under the lock
+    spec = legacy_spec(end="2024-03-04", change_capture=capture)
     last = dt.date(2024, 3, 3)
     execute(
         legacy,
@@ -248,8 +246,9 @@ def test_the_cutover_refuses_a_day_whose_values_differ_then_succeeds_after_a_rec
     error = failure.event_specific_data.user_failure_data
     first = min(changed)
     assert (
-        error.description.startswith("1 days differ: 2024-03-01 (first second 2024-03-01T")
-        and "re-materialize bigint_table_copy for them; nothing renamed" in error.description
+        error.description.startswith(refusal)
+        and "re-materialize bigint_table_copy for " in error.description
+        and error.description.endswith("; nothing renamed")
     )
     (day,) = error.metadata["differing_days"].value
     assert day["day"] == "2024-03-01" and day["differing_seconds"] == 3

@@ -4,7 +4,9 @@
           days, writes `.env` for `dagster dev` and the CLI; the servers keep running.
 - `down`  stops what `up` started and removes the throwaway data directory.
 - `env`   prints `export` lines for a shell (`eval "$(python -m migration_assets.devstack env)"`).
-- `demo`  up, seed, materialize every registered asset for the seeded days, summary, down.
+- `demo`  up, seed, materialize every registered asset for the seeded days, then (with change
+          capture) update and delete copied legacy rows and show them reach the new table
+          through `bigint_change_capture`, summary, down.
 - `dev`   up, seed, run `dagster dev` until Ctrl-C, then down.
 """
 
@@ -145,6 +147,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
             if result.returncode != 0:
                 failures += 1
                 print(result.stdout[-4000:], result.stderr[-4000:], sep="\n", file=sys.stderr)
+        if keys and not failures:
+            failures += _live_changes_demo(state, env)
         from .summary import print_summary
 
         print_summary(days, env)
@@ -153,6 +157,36 @@ def cmd_demo(args: argparse.Namespace) -> None:
             cmd_down(args)
     if failures:
         sys.exit(f"{failures} partition(s) failed")
+
+
+def _live_changes_demo(state: StackState, env: dict[str, str]) -> int:
+    """The application updates and deletes rows whose day was copied; one run of the
+    `bigint_change_capture` job carries them to the new table. Returns 1 if any is missing."""
+    spec = load_spec(env.get("MIGRATION_SPEC"))
+    if spec.legacy_copy is None or spec.legacy_copy.change_capture != "binlog":
+        return 0
+    from .live_changes import change_copied_rows, changes_reached
+
+    changes = change_copied_rows(state.mysql, spec)
+    _say(
+        f"the application changes {spec.legacy_copy.source_table} after the copy: "
+        f"{len(changes.updated)} updates, {len(changes.moved)} rows moved to the next day, "
+        f"{len(changes.deleted)} deletes; running bigint_change_capture"
+    )
+    command = [sys.executable, "-m", "dagster", "job", "execute", "-m"]
+    command += ["migration_assets.definitions", "-j", "bigint_change_capture"]
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    reached = changes_reached(state.mysql, spec, changes)
+    _say(f"  reached {spec.mysql.target_table} from the binlog: {reached}")
+    complete = all(
+        value.split("/")[0] == value.split("/")[1]
+        for name, value in reached.items()
+        if name != "checked_at"
+    )
+    if result.returncode != 0 or not complete:
+        print(result.stdout[-4000:], result.stderr[-4000:], sep="\n", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_dev(args: argparse.Namespace) -> None:

@@ -27,6 +27,17 @@ MISSING_SERVER_HELP = (
 )
 
 
+# The row-based binlog that change capture reads (mysql/binlog.py): every row change with its
+# full before and after images and the column names, as a replica would see them.
+BINLOG_ARGS = (
+    "--server-id=1",
+    "--binlog-format=ROW",
+    "--binlog-row-image=FULL",
+    "--binlog-row-metadata=FULL",
+    "--max-binlog-size=256M",
+)
+
+
 @dataclass(frozen=True)
 class ThrowawayMySQL:
     pid: int
@@ -54,12 +65,17 @@ def _find_install_db() -> str | None:
 
 
 def start_throwaway_mysql(
-    root: Path, port: int | None = None, extra_args: Sequence[str] = ()
+    root: Path,
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
+    *,
+    binlog: bool = True,
 ) -> ThrowawayMySQL:
     """Initialise a data directory under `root` (unless it exists) and start the server on
     `port` (default: a free one; the same port restarts a server on its data, e.g. after a
     crash in the fault-injection tests). `extra_args` go last on the server's command line
-    (they override the defaults above them, e.g. MySQL 8.0's sql_mode for a test module)."""
+    (they override the defaults above them, e.g. MySQL 8.0's sql_mode for a test module);
+    `binlog=False` only to test change capture's refusal."""
     server = find_server_binary()
     if server is None:
         raise RuntimeError(MISSING_SERVER_HELP)
@@ -88,6 +104,7 @@ def start_throwaway_mysql(
                 "--max-connections=200",
                 "--default-time-zone=+00:00",
                 "--character-set-server=utf8mb4",
+                *((*BINLOG_ARGS, f"--log-bin={root / 'binlog'}") if binlog else ()),
                 *user_args,
                 *extra_args,
             ],

@@ -18,6 +18,18 @@
    the legacy table, ahead of the application.
 4. A safety net: legacy ids above the final mark are copied from the old table (0 expected).
 The old table is kept.
+
+With change capture (`legacy_copy.change_capture: binlog`) the tail is the applier's:
+1. The applier catches up without locks (it holds the migration's applier lock throughout,
+   so no scheduled drain interleaves), then the checksums of every copied day and every day
+   it changed are verified without locks; a day that differs then (maybe a change not yet
+   applied) is drained and checked again, and kept for step 3 if it still differs.
+2. `LOCK TABLES legacy READ`; the server's binlog head is read: no change of the legacy
+   table can lie beyond it. The applier drains to it.
+3. Under the lock, `verify_day` for the last `verify_days` days, the days that differed in
+   step 1 and every day changed since; any difference refuses the cutover. Then the RENAME
+   as above. A kill at any point leaves one table or the other under the legacy name (the
+   RENAME is one statement); running again finishes, or refuses saying why.
 """
 
 from __future__ import annotations
@@ -32,7 +44,10 @@ from typing import Any
 from ..identifiers import quote_identifier as q
 from ..identifiers import validate_identifier
 from ..spec import MigrationSpec
+from .apply import CaptureBusy, ChangeApplier, DrainResult, changed_days, settings_of
+from .binlog import CaptureRefused, server_position
 from .catalog import primary_key, table_columns, table_exists
+from .connection import MySQLSettings, read_committed
 from .copy_checksum import day_checksums, drill_down, iso_second
 from .legacy import (
     Connect,
@@ -193,6 +208,7 @@ def cutover(
     today: dt.date | None = None,
     lock_wait_timeout_s: int = 30,
     while_locked: Callable[[], None] | None = None,
+    catch_up_timeout_s: float = 600,
 ) -> CutoverResult:
     """Swap the tables (module docstring). The verified days end today (or with the last
     partition of a bounded spec). `while_locked` runs once the legacy table is locked, before
@@ -208,13 +224,35 @@ def cutover(
     days = [last - dt.timedelta(days=i) for i in range(verify_days)]
     result = CutoverResult(legacy_table=source, old_table=old)
     with connect() as conn:
+        if table_exists(conn, old) and table_exists(conn, source):
+            legacy_key(conn, spec)  # after a swap: "the cutover has happened"
         if table_exists(conn, old):
             raise CutoverRefused(f"table {old!r} already exists: choose another keep_old_as")
         if not table_exists(conn, target):
             raise CutoverRefused(f"the new table {target!r} does not exist: copy the days first")
         key = legacy_key(conn, spec)
         _refuse_uncopied_days(conn, spec, days[-1], days[0] + dt.timedelta(days=1))
-        earlier = _copied_days_before(conn, spec, days[-1])
+        if spec.legacy_copy.change_capture == "binlog":
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT EXISTS (SELECT 1 FROM {q(copied_days_table(spec))})")
+                if not cur.fetchone()[0]:
+                    raise CutoverRefused("no day has been copied yet: nothing to cut over to")
+            settings = settings_of(conn)
+        else:
+            earlier = _copied_days_before(conn, spec, days[-1])
+    if spec.legacy_copy.change_capture == "binlog":
+        _cutover_with_capture(
+            connect,
+            settings,
+            spec,
+            key,
+            days,
+            result,
+            lock_wait_timeout_s=lock_wait_timeout_s,
+            while_locked=while_locked,
+            catch_up_timeout_s=catch_up_timeout_s,
+        )
+        return result
     started = time.perf_counter()
     refuse_differing_days(verify_copied_days_checksums(connect, spec, earlier))
     result.checksummed_days = len(earlier)
@@ -256,6 +294,99 @@ def cutover(
             raise RuntimeError(f"the swap of {source!r} and {target!r} did not take effect")
         assert primary_key(conn, source) == [key.column]
     return result
+
+
+def _cutover_with_capture(
+    connect: Connect,
+    settings: MySQLSettings,
+    spec: MigrationSpec,
+    key: LegacyKey,
+    days: list[dt.date],
+    result: CutoverResult,
+    *,
+    lock_wait_timeout_s: int,
+    while_locked: Callable[[], None] | None,
+    catch_up_timeout_s: float,
+) -> None:
+    """The swap gated on the applier (module docstring, "With change capture")."""
+    assert spec.legacy_copy is not None
+    source, target, old = spec.legacy_copy.source_table, spec.mysql.target_table, result.old_table
+    try:
+        applier = ChangeApplier(settings, spec, lock_timeout_s=lock_wait_timeout_s)
+        applier.__enter__()
+    except (CaptureRefused, CaptureBusy) as exc:
+        raise CutoverRefused(f"{exc}; nothing renamed") from None
+    try:
+        deadline = time.monotonic() + catch_up_timeout_s
+        while True:  # 1. catch up without locks
+            drained = _drain(applier, max_seconds=max(1.0, deadline - time.monotonic()))
+            result.caught_up_rows += drained.row_events
+            if drained.caught_up:
+                break
+            if time.monotonic() >= deadline:
+                raise CutoverRefused(
+                    f"the change applier is still {drained.behind_bytes} binlog bytes behind "
+                    f"after {catch_up_timeout_s:.0f} s: run bigint_change_capture until it "
+                    "keeps up, then cut over; nothing renamed"
+                )
+        # 2. without locks, the checksums of every copied day before the verified ones and of
+        # every day the applier changed: a day that differs may hold a change not applied
+        # yet (a live writer), so it is drained and checked again, and one that still differs
+        # is verified under the lock with the others (where a difference refuses, named)
+        before_lock = applier.state().batches
+        with connect() as conn:
+            earlier = set(_copied_days_before(conn, spec, days[-1]))
+            candidates = sorted((earlier | set(changed_days(conn, spec))) - set(days))
+        started = time.perf_counter()
+        suspects = {d.day for d in verify_copied_days_checksums(connect, spec, candidates)}
+        if suspects:
+            result.caught_up_rows += _drain(applier, max_seconds=60).row_events
+            again = verify_copied_days_checksums(connect, spec, sorted(suspects))
+            suspects = {d.day for d in again}
+        result.checksummed_days = len(candidates)
+        result.checksum_seconds = time.perf_counter() - started
+        with connect() as holder, holder.cursor() as locks, connect() as conn:
+            read_committed(conn)
+            locks.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout_s,))
+            locks.execute(f"LOCK TABLES {q(source)} READ")  # the application's writes wait
+            started = time.perf_counter()
+            try:
+                if while_locked:
+                    while_locked()
+                # 3. no write can reach the legacy table now: drain to the binlog's head
+                head = server_position(holder)
+                final = _drain(applier, until=head, measure_lag=False)
+                result.final_rows = final.row_events
+                # 4. the last days, the suspects and whatever changed since step 2
+                again = suspects | set(changed_days(conn, spec, after_batch=before_lock))
+                for day in [*days, *sorted(again - set(days))]:
+                    verify_day(
+                        conn, spec, day, key, connect=connect, connections=CHECKSUM_CONNECTIONS
+                    )
+                    result.verified_days.append(day.isoformat())
+                conn.commit()  # no metadata lock of ours may stand in the RENAME's way
+                applier.conn.commit()
+                _rename_queued_behind(
+                    connect, holder, f"{q(source)} TO {q(old)}, {q(target)} TO {q(source)}"
+                )
+            finally:
+                locks.execute("UNLOCK TABLES")
+                result.locked_seconds = time.perf_counter() - started
+    finally:
+        applier.__exit__(None, None, None)
+    with connect() as conn:
+        if (
+            not table_exists(conn, old)
+            or table_columns(conn, source)[key.column].data_type != "bigint"
+        ):
+            raise RuntimeError(f"the swap of {source!r} and {target!r} did not take effect")
+
+
+def _drain(applier: ChangeApplier, **kwargs: Any) -> DrainResult:
+    try:
+        return applier.drain(**kwargs)
+    except CaptureRefused as exc:
+        raise CutoverRefused(f"{exc}; nothing renamed") from None
 
 
 def _refuse_uncopied_days(

@@ -21,7 +21,10 @@ and the parity still adds up.
 
 The tail (rows that arrived after their day was copied) works by id: each copied day records
 the largest legacy id when its copy began, and the tail copies every id above the smallest
-such mark, then above its own watermark.
+such mark, then above its own watermark. That is `legacy_copy.change_capture: none`, for
+append-only tables; with `binlog` (the default) the copy records the binlog position before
+it reads, share-locks the rows it reads, and the applier (apply.py) carries every later
+insert, update and delete.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from ..identifiers import quote_identifier as q
 from ..identifiers import quote_identifiers
 from ..spec import MigrationSpec
+from .binlog import capture_bookkeeping_ddl, record_start
 from .catalog import SchemaConflictError, indexes, primary_key, table_columns, unique_keys
 from .columns import column_type, json_check
 from .connection import legacy_dates, read_committed
@@ -96,8 +100,11 @@ def tail_table(spec: MigrationSpec) -> str:
 
 def copy_bookkeeping_ddl(spec: MigrationSpec) -> list[str]:
     """Which days were copied (and the largest legacy id when each began), the legacy rows
-    the merge deleted on purpose, and the tail's watermark."""
+    the merge deleted on purpose, the tail's watermark, and change capture's position."""
+    assert spec.legacy_copy is not None
+    capture = capture_bookkeeping_ddl(spec) if spec.legacy_copy.change_capture == "binlog" else []
     return [
+        *capture,
         f"CREATE TABLE IF NOT EXISTS {q(copied_days_table(spec))} (`day` DATE NOT NULL PRIMARY"
         " KEY, `copied_at` DATETIME NOT NULL, `source_rows` BIGINT NOT NULL,"
         " `source_max_id` BIGINT NOT NULL) ENGINE=InnoDB",
@@ -177,13 +184,18 @@ class _CopySql:
     `tables` = (legacy, new) when they no longer have the spec's names (after the swap)."""
 
     def __init__(
-        self, conn: Any, spec: MigrationSpec, key: LegacyKey, tables: tuple[str, str] | None = None
+        self,
+        conn: Any,
+        spec: MigrationSpec,
+        key: LegacyKey,
+        tables: tuple[str, str] | None = None,
+        names: list[str] | None = None,  # the legacy columns written (default: all of them)
     ) -> None:
         assert spec.legacy_copy is not None
         source, target = tables or (spec.legacy_copy.source_table, spec.mysql.target_table)
         self.source, self.target = q(source), q(target)
         self.pk, self.when = q(key.column), q(spec.legacy_copy.time_column)
-        names = list(table_columns(conn, source))
+        self.names = names = names or list(table_columns(conn, source))
         merged = set(spec.mysql.update_columns)
         # a row the merge inserted first (same merge key, an id above the legacy range)
         # takes the legacy id; then the other copied columns
@@ -191,6 +203,21 @@ class _CopySql:
             f"{q(n)} = {self.source}.{q(n)}"
             for n in [key.column, *(n for n in names if n != key.column)]
             if n not in merged
+        )
+        # the applier's write of full row images (apply.py): the same rules as the copy, the
+        # images as a derived table `s` (MySQL 8 deprecates VALUES(col); MariaDB lacks the
+        # `AS new` row alias)
+        image_refresh = ", ".join(
+            f"{q(n)} = s.{q(n)}"
+            for n in [key.column, *(n for n in names if n != key.column)]
+            if n not in merged
+        )
+        first_image = ", ".join(f"%s AS {q(n)}" for n in names)
+        self._other_image = " UNION ALL SELECT " + ", ".join(["%s"] * len(names))
+        self._upsert = (
+            f"INSERT INTO {self.target} ({quote_identifiers(names)}) SELECT "
+            f"{quote_identifiers(names)} FROM (SELECT {first_image}{{more}}) s "
+            f"ON DUPLICATE KEY UPDATE {image_refresh}"
         )
         self.day = f"{self.when} >= %s AND {self.when} < %s"
         tombstones = q(tombstones_table(spec))
@@ -208,12 +235,23 @@ class _CopySql:
             " AND `event_time` < %s)"
         )
 
-    def copy(self, where: str, *, skip_deleted: bool) -> str:
-        """INSERT ... SELECT of the legacy rows matching `where` (an SQL condition)."""
+    def upsert(self, images: int) -> str:
+        """INSERT of `images` full row images (their values in column order, one after the
+        other, as parameters)."""
+        return self._upsert.format(more=self._other_image * (images - 1))
+
+    def copy(self, where: str, *, skip_deleted: bool, share_lock: bool = False) -> str:
+        """INSERT ... SELECT of the legacy rows matching `where` (an SQL condition).
+
+        `share_lock` (with change capture): the rows read stay share-locked until the chunk
+        commits, so no newer version of them can commit, and so reach the applier, before
+        the chunk's older one is written: the copy never overwrites a change the applier
+        already applied (gh-ost's row copy does the same)."""
         sql = self.insert.format(where=where)
-        if skip_deleted:
-            sql = sql.replace(" ON DUPLICATE KEY", self.not_deleted + " ON DUPLICATE KEY", 1)
-        return sql
+        suffix = (self.not_deleted if skip_deleted else "") + (
+            " LOCK IN SHARE MODE" if share_lock else ""
+        )
+        return sql.replace(" ON DUPLICATE KEY", suffix + " ON DUPLICATE KEY", 1)
 
 
 @dataclass
@@ -303,8 +341,12 @@ def copy_day(
         raise ValueError("chunk_rows and connections must be at least 1")
     result = CopyResult(day, connections=connections)
     started = time.perf_counter()
+    assert spec.legacy_copy is not None
+    capture = spec.legacy_copy.change_capture == "binlog"
     with connect() as conn, conn.cursor() as cur:
         key = legacy_key(conn, spec)
+        if capture:  # before anything is read: every later change lies after the position
+            record_start(conn, spec)
         sql = _CopySql(conn, spec, key)
         cur.execute(f"SELECT COALESCE(MAX({sql.pk}), 0) FROM {sql.source}")
         result.source_max_id = int(cur.fetchone()[0])
@@ -327,7 +369,10 @@ def copy_day(
         def copy(conn: Any) -> None:
             # zero dates of a 5.6 table under 5.7/8.0's default sql_mode
             with conn.cursor() as cur, legacy_dates(conn):
-                cur.execute(sql.copy(" AND ".join(where), skip_deleted=skip_deleted), params)
+                cur.execute(
+                    sql.copy(" AND ".join(where), skip_deleted=skip_deleted, share_lock=capture),
+                    params,
+                )
             conn.commit()
 
         return copy

@@ -452,7 +452,7 @@ def row_hash(alias: str, columns: tuple[str, ...]) -> str:
     once in 2^16 (whenever the two CRCs differ in every bit the swap flips). Squared, the
     values are no longer linear in the text: such a swap cancels only if it exchanges the two
     CRCs exactly, a CRC collision. 64 bits of MD5 would make a collision ~2^-64, at the cost
-    of reladiff's own hash: no faster than its hashdiff (`bench/bench_copy_checksum.py`).
+    of reladiff's own hash: no faster than its hashdiff (`bench/copy_checksum.py`).
     The CRC is written twice (SQL has no common subexpressions; the text is cheap next to
     MD5)."""
     parts = ", ".join(f"QUOTE({alias}.{q(c)})" for c in columns)

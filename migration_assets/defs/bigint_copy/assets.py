@@ -5,6 +5,8 @@ from typing import Any
 import dagster as dg
 
 from ...days import parse_day
+from ...mysql.apply import DEFAULT_BATCH_ROWS, CaptureBusy, days_changed_since_copy, drain
+from ...mysql.binlog import CaptureRefused
 from ...mysql.catalog import SchemaConflictError
 from ...mysql.cutover import CutoverRefused, cutover
 from ...mysql.ddl import ensure_tables
@@ -63,7 +65,7 @@ def build_bigint_table_copy(
 
             try:
                 copied = with_retries(copy, log=context.log.warning)
-            except SchemaConflictError as exc:
+            except (SchemaConflictError, CaptureRefused) as exc:
                 raise dg.Failure(description=str(exc)) from None
             results[key] = {
                 "rows_copied": copied.rows,
@@ -81,6 +83,54 @@ def build_bigint_table_copy(
 
 class CatchUpConfig(dg.Config):
     chunk_rows: int = DEFAULT_COPY_CHUNK_ROWS
+    max_seconds: float = 240  # with change capture: how long one drain may run
+
+
+class CaptureConfig(dg.Config):
+    max_seconds: float = 240  # a bounded drain; the schedule starts the next one
+    batch_rows: int = DEFAULT_BATCH_ROWS  # row changes per transaction of the new table
+
+
+CAPTURE_CRON = "*/5 * * * *"
+
+
+def _drain(context: dg.OpExecutionContext, mysql: MySQLResource, spec: MigrationSpec, **kw):
+    """One bounded drain of the binlog into the new table, reported in the op's metadata."""
+    try:
+        drained = with_retries(lambda: drain(mysql.settings(), spec, **kw), log=context.log.warning)
+    except CaptureBusy as exc:
+        context.log.info(str(exc))
+        context.add_output_metadata({"skipped": str(exc)})
+        return
+    except (CaptureRefused, SchemaConflictError) as exc:
+        raise dg.Failure(description=str(exc)) from None
+    with mysql.connect() as conn:
+        since_copy = days_changed_since_copy(conn, spec)
+    context.log.info(
+        f"applied {drained.row_events} row changes ({drained.events_per_second:.0f}/s) up to "
+        f"{drained.applied}; caught up: {drained.caught_up}, lag {drained.lag_seconds:.0f} s"
+    )
+    context.add_output_metadata(
+        {
+            "row_events_applied": drained.row_events,
+            "transactions_read": drained.transactions,
+            "events_per_second": round(drained.events_per_second),
+            "caught_up": drained.caught_up,
+            "lag_events": drained.behind_events,
+            "lag_seconds": drained.lag_seconds,
+            "lag_bytes": drained.behind_bytes,
+            "applied_position": str(drained.applied),
+            "applied_gtid": (drained.applied.gtid if drained.applied else None) or "",
+            "days_changed_this_run": dg.MetadataValue.json(
+                [d.isoformat() for d in drained.changed_days[:200]]
+            ),
+            "days_changed_since_copy": dg.MetadataValue.json(
+                [d.isoformat() for d in since_copy[:200]]
+            ),
+            "days_changed_since_copy_count": len(since_copy),
+            "seconds": round(drained.seconds, 3),
+        }
+    )
 
 
 class CutoverConfig(dg.Config):
@@ -92,12 +142,18 @@ class CutoverConfig(dg.Config):
 def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
     assert spec.legacy_copy is not None
     source = spec.legacy_copy.source_table
+    capture = spec.legacy_copy.change_capture == "binlog"
 
     @dg.op(pool=MYSQL_POOL, name="copy_legacy_tail")
     def copy_legacy_tail(
         context: dg.OpExecutionContext, config: CatchUpConfig, mysql: MySQLResource
     ) -> None:
-        """Copy legacy rows that arrived after their day was copied; report the lag."""
+        """Bring the new table up to date: with change capture, apply the binlog's changes
+        (a bounded drain); without, copy legacy rows that arrived after their day was copied.
+        Reports the lag."""
+        if capture:
+            _drain(context, mysql, spec, max_seconds=config.max_seconds)
+            return
 
         def tail_copy():
             with mysql.connect() as conn:
@@ -141,7 +197,7 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
                 description=str(exc),
                 metadata={"refused": str(exc), "differing_days": dg.MetadataValue.json(exc.days)},
             ) from None
-        except SchemaConflictError as exc:
+        except (CaptureRefused, SchemaConflictError) as exc:
             raise dg.Failure(description=str(exc)) from None
         context.log.info(
             f"{source!r} is now the BIGINT table; the legacy table is kept as {done.old_table!r}"
@@ -167,4 +223,37 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
     def bigint_cutover():
         swap_in_bigint_table()
 
-    return [bigint_copy_catch_up, bigint_cutover]
+    if not capture:
+        return [bigint_copy_catch_up, bigint_cutover]
+
+    @dg.op(pool=MYSQL_POOL, name="apply_binlog_changes")
+    def apply_binlog_changes(
+        context: dg.OpExecutionContext, config: CaptureConfig, mysql: MySQLResource
+    ) -> None:
+        """Apply the legacy table's inserts, updates and deletes from the binlog to the new
+        table for a bounded time, from the stored position; report lag and changed days."""
+        _drain(context, mysql, spec, max_seconds=config.max_seconds, batch_rows=config.batch_rows)
+
+    @dg.job(name="bigint_change_capture", description=apply_binlog_changes.__doc__)
+    def bigint_change_capture():
+        apply_binlog_changes()
+
+    return [bigint_copy_catch_up, bigint_cutover, bigint_change_capture]
+
+
+def build_capture_schedules(spec: MigrationSpec, jobs: list[dg.JobDefinition]) -> list:
+    """With change capture, a drain every few minutes keeps the new table close behind the
+    legacy one (and the binlog read before the server purges it)."""
+    capture = next((job for job in jobs if job.name == "bigint_change_capture"), None)
+    if capture is None:
+        return []
+    return [
+        dg.ScheduleDefinition(
+            name="bigint_change_capture_schedule",
+            cron_schedule=CAPTURE_CRON,
+            execution_timezone="UTC",
+            job=capture,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description="Drains the legacy table's binlog changes into the new table.",
+        )
+    ]

@@ -1,7 +1,7 @@
 """Benchmark: bigint_table_copy's `per_second_checksum_parity` against reladiff's hashdiff on
 the same legacy day and its BIGINT copy, in the same run on the same server (issue 23).
 
-The day of `bench_bigint_copy.py` (N rows in a legacy `INT(11)` table, rows on the
+The day of `bench/bigint_copy.py` (N rows in a legacy `INT(11)` table, rows on the
 neighbouring days) is copied once; then 3 copied values of the day are changed by hand (an
 amount, the JSON text, a customer id). Each repetition times:
   - ours: the check's work for the day (`day_checksums` on 2 connections, the Great
@@ -16,7 +16,7 @@ reladiff is a bench-only extra (`pip install -c requirements.lock -e ".[bench]"`
 installs it so into the running venv when it is missing. MySQL: `MIGRATION_MYSQL_URL` when
 set (a database `bench_checksum` is created), else a throwaway MariaDB.
 
-    .venv/bin/python bench/bench_copy_checksum.py --rows 1000000 --repeat 3
+    .venv/bin/python -m bench.copy_checksum --rows 1000000 --repeat 3
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 
 import yaml
-from bench_bigint_copy import DAY, fresh_targets, prepare, write_legacy_tsv
-from bench_server import bench_database, write_json
 
+from bench.bigint_copy import DAY, fresh_targets, prepare, write_legacy_tsv
+from bench.common import bench_database, write_json
 from migration_assets.mysql.connection import MySQLSettings, connection
 from migration_assets.mysql.copy_checksum import compared_columns, day_checksums, drill_down
 from migration_assets.mysql.legacy import copy_day, legacy_key

@@ -2,7 +2,7 @@
 value with zlib) and the staging side (one grouped scan summing CRC32s), next to the
 staging count check's scan, on a synthetic day of `--rows` puts with a json map each.
 
-    python bench/bench_json_check.py --rows 1000000 [--json bench/results/json-check-latest.json]
+    python -m bench.json_check --rows 1000000 [--json bench/results/json-check-latest.json]
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import yaml
-from bench_server import bench_server, server_cpu_seconds, write_json
 from migration_assets.parquet_store import partition_schema
 
+from bench.common import bench_server, server_cpu_seconds, write_json
 from migration_assets.mysql.connection import connection
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.load import load_day
