@@ -1,4 +1,5 @@
-"""Progress of range runs and backfills, reported in logs and metadata (estimates: `progress.py`).
+"""Per-day results of a run, and the progress of range runs and backfills in logs and metadata
+(estimates: `progress.py`).
 
 A range run's materializations are only written when its step ends, so progress inside a
 run goes to the log (one line per day), and the metadata carries what is still useful
@@ -80,3 +81,27 @@ def backfill_metadata(context: dg.AssetExecutionContext, rows_of_days: list[int]
     if not rows_of_days:  # an asset without row counts: the estimate counts days
         metadata = {k: v for k, v in metadata.items() if "_rows_" not in k}
     return metadata
+
+
+def per_day_result(
+    context: dg.AssetExecutionContext,
+    results: dict[str, dict[str, Any]],
+    data_version: dg.DataVersion | None = None,
+    run: dict[str, Any] | None = None,
+):
+    """One day: its metadata. A range: each day's metadata on that day's materialization,
+    plus a short summary of the run (and `run`) on all of them. In a backfill: its time
+    remaining."""
+    rows = [n for n in map(day_rows, results.values()) if n is not None]
+    progress = {**(run or {}), **backfill_metadata(context, rows)}
+    if len(results) == 1:
+        return dg.MaterializeResult(
+            metadata={**next(iter(results.values())), **progress}, data_version=data_version
+        )
+    for day, metadata in results.items():
+        context.add_asset_metadata(metadata, partition_key=day)
+    keys = list(results)
+    summary: dict[str, Any] = {"run_days": len(keys), "run_range": f"{keys[0]}...{keys[-1]}"}
+    if rows:
+        summary["run_rows"] = sum(rows)
+    return dg.MaterializeResult(metadata={**summary, **progress}, data_version=data_version)

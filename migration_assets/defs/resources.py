@@ -72,6 +72,7 @@ class SharedS3Resource(S3Resource):
             return _S3_CLIENTS[key]
 
 
+MYSQL_POOL = "mysql"  # limited in dagster_home/dagster.yaml (pools: default_limit)
 CONNECTIONS_ENV_VAR = "MIGRATION_MYSQL_CONNECTIONS_PER_STEP"
 DEFAULT_CONNECTIONS, MAX_CONNECTIONS = 2, 16
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -30,6 +31,11 @@ def _moto_command() -> list[str]:
     found = shutil.which("moto_server")
     if found:
         return [found]
+    if importlib.util.find_spec("moto") is None:
+        raise RuntimeError(
+            "the local stack needs moto's server, which the development install brings: "
+            "pip install -c requirements.lock -e '.[dev]' (make demo and make dev do this)"
+        )
     return [sys.executable, "-m", "moto.server"]
 
 

@@ -328,7 +328,7 @@ def build_days(
     `after_reading()` is called once, when the first group of days has read its exports:
     decoding keeps both cores busy and takes the GIL between Arrow kernels, while building
     the days mostly runs long kernels on one core, so background Python work started then
-    slows the conversion least (Great Expectations' import: `bench/RESULTS.md`, 2026-12-03)."""
+    slows the conversion least (Great Expectations' import: `bench/RESULTS.md`)."""
     after_reading = functools.cache(after_reading)  # once, however many groups
     stats = BuildStats()
     groups: dict[tuple[str, ...], list[tuple[dt.date, DayCoverage]]] = defaultdict(list)

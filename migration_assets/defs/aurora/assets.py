@@ -1,7 +1,7 @@
 """`aurora_temp_table` and `target_table`: the day staged in MySQL, then merged into the target."""
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Literal
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -14,11 +14,9 @@ from ...mysql.retry import with_retries
 from ...parquet.store import read_partition
 from ...quality.validate import warm_up
 from ...spec import MigrationSpec
-from ..eta import DayLog, backfill_metadata, day_rows
+from ..eta import DayLog, per_day_result
 from ..partitions import backfill_policy
-from ..resources import MySQLResource
-
-MYSQL_POOL = "mysql"  # limited in dagster_home/dagster.yaml (pools: default_limit)
+from ..resources import MYSQL_POOL, MySQLResource
 
 
 class LoadConfig(dg.Config):
@@ -27,30 +25,6 @@ class LoadConfig(dg.Config):
 
 class MergeConfig(dg.Config):
     chunk_rows: int = DEFAULT_CHUNK_ROWS
-
-
-def per_day_result(
-    context: dg.AssetExecutionContext,
-    results: dict[str, dict[str, Any]],
-    data_version: dg.DataVersion | None = None,
-    run: dict[str, Any] | None = None,
-):
-    """One day: its metadata. A range: each day's metadata on that day's materialization,
-    plus a short summary of the run (and `run`) on all of them. In a backfill: its time
-    remaining."""
-    rows = [n for n in map(day_rows, results.values()) if n is not None]
-    progress = {**(run or {}), **backfill_metadata(context, rows)}
-    if len(results) == 1:
-        return dg.MaterializeResult(
-            metadata={**next(iter(results.values())), **progress}, data_version=data_version
-        )
-    for day, metadata in results.items():
-        context.add_asset_metadata(metadata, partition_key=day)
-    keys = list(results)
-    summary: dict[str, Any] = {"run_days": len(keys), "run_range": f"{keys[0]}...{keys[-1]}"}
-    if rows:
-        summary["run_rows"] = sum(rows)
-    return dg.MaterializeResult(metadata={**summary, **progress}, data_version=data_version)
 
 
 def prepare_tables(context: dg.AssetExecutionContext, spec: MigrationSpec, mysql: MySQLResource):

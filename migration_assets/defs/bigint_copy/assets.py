@@ -14,9 +14,9 @@ from ...mysql.legacy import DEFAULT_COPY_CHUNK_ROWS, catch_up, copy_day
 from ...mysql.retry import with_retries
 from ...quality.validate import warm_up
 from ...spec import MigrationSpec
-from ..aurora.assets import MYSQL_POOL, per_day_result
+from ..eta import per_day_result
 from ..partitions import DAYS_PER_RUN
-from ..resources import MySQLResource
+from ..resources import MYSQL_POOL, MySQLResource
 
 
 class CopyConfig(dg.Config):

@@ -25,7 +25,7 @@ from ...dynamodb.requests import (
 )
 from ...parquet.coverage_store import save_coverage, verify_once
 from ...spec import MigrationSpec
-from ..aurora.assets import per_day_result
+from ..eta import per_day_result
 from ..partitions import backfill_policy
 from ..resources import DynamoDBResource
 from .scan_snapshot import scan_snapshot

@@ -16,7 +16,7 @@ from ...parquet.convert_day import (
 )
 from ...quality.validate import warm_up
 from ...spec import MigrationSpec, spec_document
-from ..aurora.assets import per_day_result
+from ..eta import per_day_result
 from ..partitions import backfill_policy
 from ..resources import PipesParquetEngine
 
