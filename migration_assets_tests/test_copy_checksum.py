@@ -68,7 +68,7 @@ def legacy(mysql_db):
             n = len(values) + 1
             values.append(
                 (
-                    INT_MAX - 100 + n if i == 39 else n,
+                    INT_MAX - 100 + n if i == 39 and day == DAY else n,  # NEXT: dense ids
                     INT_MAX - n if i % 3 == 0 else -n,
                     n,
                     dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=(i // 3) * 600),
