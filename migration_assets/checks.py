@@ -400,8 +400,8 @@ def _copy_checks(
         partitions_def=partitions,
         description=(
             f"Per second of `{spec.legacy_copy.time_column}`, the sum (mod 2^64) of row hashes "
-            "(squared CRC32 of every legacy column's QUOTEd value but the merged ones) of the "
-            "legacy rows "
+            "(CRC32 of the CRC32 of every legacy column's QUOTEd value but the merged ones) of "
+            "the legacy rows "
             f"equals that of the rows `{target}` holds from them (tombstoned rows taken off): "
             "catches a changed value, which counts miss. Lists the differing keys of the first "
             "differing seconds with both sides' values."
