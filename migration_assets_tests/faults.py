@@ -111,7 +111,7 @@ def kill_during(env, cwd, settings, statement_prefix: str) -> str:
 
 
 def assert_day_exact(spec, settings, resources, *, rerun: bool = True) -> None:
-    """Materialize the day again (or, with `rerun=False`, only re-run its checks): all eight
+    """Materialize the day again (or, with `rerun=False`, only re-run its checks): all nine
     checks pass, no duplicate key, and every legacy row of the day is copied or a tombstone."""
     if rerun:
         result = dg.materialize(build_assets(spec), partition_key=DAY, resources=resources)

@@ -10,7 +10,7 @@ a new full export), or a poisoned configuration, and materializes the whole grap
   committed Parquet manifest and every object under the day's folder and `_rejects/`, and
   every MySQL table's checksum;
 - `quarantine`: the bad record is kept in a rejects file with its file, line and reason,
-  the good records of the same export reach the target, and all eight checks pass;
+  the good records of the same export reach the target, and all nine checks pass;
 - a bad spec or a wrong password: refused before anything is written, the password
   nowhere (exception, event log, run record, job snapshot).
 
@@ -182,7 +182,7 @@ def restore(world: World) -> None:
 
 def all_checks_pass(result: dg.ExecuteInProcessResult) -> bool:
     evaluations = result.get_asset_check_evaluations()
-    return len(evaluations) == 8 and all(e.passed for e in evaluations)
+    return len(evaluations) == 9 and all(e.passed for e in evaluations)
 
 
 @pytest.fixture(scope="module")
