@@ -10,7 +10,7 @@ amount, the JSON text, a customer id). Each repetition times:
     `where` on the time column, the legacy id range), with 1 and with 2 threads.
 Both must name exactly the 3 changed ids. Also timed once per repetition: one grouped pass
 of the legacy day per aggregate (SUM of CRC32, SUM and BIT_XOR of 64 bits of MD5, SUM of
-squared CRC32: ours), the alternatives `mysql/seconds.row_hash` weighs.
+squared CRC32, SUM of CRC32 of CRC32: ours), the alternatives `mysql/seconds.row_hash` weighs.
 
 reladiff is a bench-only extra (`pip install -c requirements.lock -e ".[bench]"`); the bench
 installs it so into the running venv when it is missing. MySQL: `MIGRATION_MYSQL_URL` when
@@ -121,7 +121,8 @@ def alternatives(settings: MySQLSettings, columns: tuple[str, ...]) -> dict[str,
         "sum_crc32": f"SUM(CRC32({text}))",
         "bit_xor_md5_64": f"BIT_XOR({md5})",
         "sum_md5_64_mod_2_64": hash_sum(md5),
-        "sum_crc32_squared_mod_2_64 (ours)": hash_sum(row_hash("l", columns)),
+        "sum_crc32_squared_mod_2_64": hash_sum(f"CRC32({text}) * CRC32({text})"),
+        "sum_crc32_of_crc32 (ours)": hash_sum(row_hash("l", columns)),
     }
     times = {}
     with connection(settings) as conn, conn.cursor() as cur:

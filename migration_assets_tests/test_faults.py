@@ -2,7 +2,7 @@
 responses, MySQL connections cut mid-statement while the server keeps running, and
 `dagster asset materialize` killed (SIGKILL) while it writes Parquet or verifies an export.
 
-After every scenario the day must be exact: all eight per-second parity checks pass from
+After every scenario the day must be exact: all nine per-second parity checks pass from
 the export census to the target, no duplicate key, every legacy row copied or a tombstone.
 """
 

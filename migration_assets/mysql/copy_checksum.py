@@ -7,7 +7,8 @@ copied rows (ids up to `LegacyKey.limit`; larger ids were created elsewhere). Th
 columns (`mysql.update_columns`) are left out: the merge writes them on purpose. A legacy row
 the merge deleted on purpose (a tombstone) is absent from the new table on purpose, so its
 hash is taken off the legacy side. Each side is one grouped pass over the time index, cut
-into time ranges that run on parallel connections (`mysql/parallel.py`).
+into time windows that run on parallel connections (`mysql/parallel.py`), each read along
+the primary key when the window's ids are dense.
 
 A difference is drilled down to keys: the rows of the first differing seconds are read on
 both sides and compared value by value (by their QUOTEd text, as the hash sees them).
@@ -105,18 +106,40 @@ def day_checksums(
     columns = compared_columns(conn, spec)
     when, pk = q(spec.legacy_copy.time_column), q(key.column)
 
-    def side(table: str, alias: str, extra: str) -> str:
+    def side(table: str, alias: str, extra: str) -> Callable[[Any, tuple], np.ndarray]:
+        """A task for one time window of one side: the window's id span by the time index
+        (index-only), then one grouped pass, along the primary key where the window's
+        rows fill at least half of that span (the legacy ids follow time: sequential
+        reads instead of a row lookup per index entry; ~0.4 s of 2 for a million rows
+        here), else along the time index."""
         second = _bucket(
             f"{alias}.{when}", _whole_seconds(conn, table, spec.legacy_copy.time_column)
         )
-        return (
+        within = f"{alias}.{when} >= %s AND {alias}.{when} < %s{extra}"
+        span = f"SELECT MIN({alias}.{pk}), MAX({alias}.{pk}), COUNT(*) FROM {q(table)} {alias} "
+        grouped = (
             f"SELECT {second.select} AS c0, COUNT(*) AS c1, "
-            f"{hash_sum(row_hash(alias, columns))} AS c2 FROM {q(table)} {alias} "
-            f"WHERE {alias}.{when} >= %s AND {alias}.{when} < %s{extra} GROUP BY {second.group}"
+            f"{hash_sum(row_hash(alias, columns))} AS c2 FROM {q(table)} {alias} {{hint}}"
+            f"WHERE {{ids}}{within} GROUP BY {second.group}"
         )
 
-    legacy_sql = side(source, "l", "")
-    copied_sql = side(target, "t", f" AND t.{pk} <= {int(key.limit)}")
+        def task(on: Any, window: tuple) -> np.ndarray:
+            with on.cursor() as cur:
+                cur.execute(span + f"WHERE {within}", window)
+                low, high, rows = cur.fetchone()
+            if not rows:
+                return np.zeros((0, 3), dtype=np.int64)
+            if high - low < 2 * rows:
+                sql = grouped.format(
+                    hint="FORCE INDEX (PRIMARY) ", ids=f"{alias}.{pk} BETWEEN %s AND %s AND "
+                )
+                return _grouped_rows(on, sql, (low, high, *window), 3)
+            return _grouped_rows(on, grouped.format(hint="", ids=""), window, 3)
+
+        return task
+
+    legacy_side = side(source, "l", "")
+    copied_side = side(target, "t", f" AND t.{pk} <= {int(key.limit)}")
     tombstones = q(tombstones_table(spec))
     second = _bucket(f"l.{when}", False)
     tombstoned_sql = (  # driven by the (few) tombstones of the day
@@ -126,12 +149,13 @@ def day_checksums(
         f"AND l.{when} >= %s AND l.{when} < %s GROUP BY c0"
     )
     ranges = _time_ranges(day, max(1, connections // 2))
-    tasks: list[Callable[[Any], np.ndarray]] = [
+    tasks: list[Callable[[Any], np.ndarray]] = []
+    for run in (legacy_side, copied_side):
+        tasks += [lambda on, run=run, r=r: run(on, r) for r in ranges]
+    tasks.append(
         lambda on: _grouped_rows(on, tombstoned_sql, (*day_window(day), *day_window(day)), 3)
-    ]
-    for sql in (legacy_sql, copied_sql):
-        tasks += [lambda on, sql=sql, r=r: _grouped_rows(on, sql, r, 3) for r in ranges]
-    tombstoned, *parts = run_on_connections(conn, tasks, connect=connect, connections=connections)
+    )
+    *parts, tombstoned = run_on_connections(conn, tasks, connect=connect, connections=connections)
     legacy = np.vstack([*parts[: len(ranges)], tombstoned * np.array([1, -1, -1])])
     copied = np.vstack(parts[len(ranges) :])
     return DayChecksums(

@@ -438,26 +438,25 @@ def mysql_id_types(conn: Any, table: str, columns: tuple[str, ...]) -> dict[str,
 
 
 def row_hash(alias: str, columns: tuple[str, ...]) -> str:
-    """A per-row hash, summed per second by `hash_sum` (order-independent): the square of
-    CRC32 of the row's text (a BIGINT UNSIGNED below 2^64). The text is the values, each
-    `QUOTE`d (a string quoted and escaped, NULL the bare word NULL, a number its digits
-    whatever its integer type: INT 5 and BIGINT 5 alike) and joined by commas, so two
-    different rows never hash the same text (a value holding the separator, or a string
-    that reads like NULL, cannot pass for another).
+    """A per-row hash, summed per second by `hash_sum` (order-independent): CRC32 of the
+    decimal digits of CRC32 of the row's text. The text is the values, each `QUOTE`d (a
+    string quoted and escaped, NULL the bare word NULL, a number its digits whatever its
+    integer type: INT 5 and BIGINT 5 alike) and joined by commas, so two different rows
+    never hash the same text (a value holding the separator, or a string that reads like
+    NULL, cannot pass for another).
 
-    Why a sum of squared CRC32s: a changed row goes unseen only when its CRC32 is unchanged,
-    never for a change within 32 consecutive bits of its text and about once in 2^32
-    otherwise. CRC32 is affine over GF(2): with a BIT_XOR of CRC32s two same-length values
-    swapped between rows of one second always cancel, and with a plain sum they cancel about
-    once in 2^16 (whenever the two CRCs differ in every bit the swap flips). Squared, the
-    values are no longer linear in the text: such a swap cancels only if it exchanges the two
-    CRCs exactly, a CRC collision. 64 bits of MD5 would make a collision ~2^-64, at the cost
-    of reladiff's own hash: no faster than its hashdiff (`bench/copy_checksum.py`).
-    The CRC is written twice (SQL has no common subexpressions; the text is cheap next to
-    MD5)."""
+    Why this and a sum: a changed row goes unseen only when its inner CRC32 is unchanged
+    (never for a change within 32 consecutive bits of its text, about once in 2^32
+    otherwise) or the outer one collides (about once in 2^32). CRC32 alone is affine over
+    GF(2): with a BIT_XOR of CRC32s two same-length values swapped between rows of one second
+    always cancel, and with a plain sum they cancel about once in 2^16 (whenever the two CRCs
+    differ in every bit the swap flips). Writing the inner CRC in decimal is not linear over
+    GF(2), so the outer values carry no such structure: a swap cancels only by chance. It
+    costs what one CRC32 of the text costs (the text is the expensive part); 64 bits of MD5
+    (collisions ~2^-64) cost ~1.5x, reladiff's own hash, and a squared CRC32 ~1.3x (SQL
+    computes the text twice): `bench/copy_checksum.py`."""
     parts = ", ".join(f"QUOTE({alias}.{q(c)})" for c in columns)
-    crc = f"CRC32(CONCAT_WS(',', {parts}))"
-    return f"{crc} * {crc}"
+    return f"CRC32(CRC32(CONCAT_WS(',', {parts})))"
 
 
 _2_64, _2_63 = 1 << 64, 1 << 63
