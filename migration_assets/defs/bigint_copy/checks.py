@@ -43,11 +43,11 @@ def build_copy_checks(
             "bigint_table_copy",
             verdicts.CHECKSUM,
             partitions,
-            f"Per second of `{copy.time_column}`, the sum (mod 2^64) of row hashes (CRC32 of the "
-            "CRC32 of every legacy column's QUOTEd value but the merged ones), of the legacy "
-            f"rows, equals that of the rows `{target}` holds from them (tombstoned rows taken "
-            "off): catches a changed value, which counts miss. Lists the differing keys of the first differing "
-            "seconds with both sides' values.",
+            f"Per second of `{copy.time_column}`, the sum (mod 2^64) of row hashes (CRC32 of "
+            "the CRC32 of every legacy column's QUOTEd value but the merged ones) of the "
+            f"legacy rows equals that of the rows `{target}` holds from them (tombstoned rows "
+            "taken off): catches a changed value, which counts miss. Lists the differing keys "
+            "of the first differing seconds with both sides' values.",
             checksum,
         ),
         day_check(
