@@ -35,8 +35,7 @@ from .quality.counts import (
     parquet_json_checksums,
     parquet_second_counts,
     rejects_in_day,
-    staged_json_checksums,
-    staged_second_counts,
+    staged_seconds,
     unstaged_rows,
 )
 from .quality.validate import Validation, bigint_ids, second_count_parity, validate_all
@@ -221,31 +220,82 @@ def build_checks(
 
         return _result(context, run)
 
-    @dg.asset_check(
-        asset="aurora_temp_table",
-        name=PARITY,
-        blocking=True,
-        partitions_def=partitions,
-        description="Rows per second of event time: staged puts equal the day's Parquet rows.",
-    )
-    def staged_parity(
-        context: dg.AssetCheckExecutionContext, s3: S3Resource, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        client = s3.get_client()
-
-        def run(day: str) -> Validation:
-            with ThreadPoolExecutor(1) as parquet:  # S3 and Arrow while MySQL counts
-                counting = parquet.submit(lambda: parquet_second_counts(counted(client, day), spec))
-                with mysql.connect() as conn:
-                    observed = staged_second_counts(conn, spec, parse_day(day), **mysql.parallel())
-                expected = counting.result()
-            return second_count_parity(
-                expected, observed, "parquet_partitions -> staging", deferred=True
+    json_spec = (
+        [
+            dg.AssetCheckSpec(
+                JSON_TEXT,
+                asset="aurora_temp_table",
+                blocking=True,
+                partitions_def=partitions,
+                description=(
+                    f"JSON text ({', '.join(json_columns(spec))}): per second of event time, "
+                    "the sum of the staged puts' CRC32s of each json value equals that of the "
+                    "day's Parquet text, so a value the server changed (MySQL's JSON type "
+                    "normalises numbers, key order and duplicate keys), or anyone did, fails. "
+                    "With the target's checksum (json update columns) the text is proven from "
+                    "Parquet to the target."
+                ),
             )
+        ]
+        if json_columns(spec)
+        else []
+    )
 
-        return _result(context, run)
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                PARITY,
+                asset="aurora_temp_table",
+                blocking=True,
+                partitions_def=partitions,
+                description=(
+                    "Rows per second of event time: staged puts equal the day's Parquet rows."
+                ),
+            ),
+            *json_spec,
+        ],
+        name="aurora_temp_table_checks",
+        can_subset=True,
+    )
+    def staged_checks(
+        context: dg.AssetCheckExecutionContext, s3: S3Resource, mysql: MySQLResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        """Both staging checks judged on one grouped scan of the staged puts (rows and, with
+        json columns, their text's CRC32 sums per second) and one read of the Parquet."""
+        client = s3.get_client()
+        text_key = dg.AssetCheckKey(dg.AssetKey("aurora_temp_table"), JSON_TEXT)
+        with_text = bool(json_spec) and text_key in context.selected_asset_check_keys
 
-    json_checks = [staged_json_check(spec, partitions)] if json_columns(spec) else []
+        def parquet(day: str) -> tuple[dict[int, int], dict[int, int]]:
+            columns = json_counted_columns(spec) if with_text else parquet_counted_columns(spec)
+            table = read_partition(client, spec, parse_day(day), columns)
+            sums = parquet_json_checksums(table, spec) if with_text else {}
+            return parquet_second_counts(table, spec), sums
+
+        def run(day: str) -> dict[str, Validation]:
+            with ThreadPoolExecutor(1) as side:  # S3, Arrow and zlib while MySQL counts
+                reading = side.submit(parquet, day)
+                with mysql.connect() as conn:
+                    counts, sums = staged_seconds(
+                        conn, spec, parse_day(day), text=with_text, **mysql.parallel()
+                    )
+                expected_counts, expected_sums = reading.result()
+            judged = {
+                PARITY: second_count_parity(
+                    expected_counts, counts, "parquet_partitions -> staging", deferred=True
+                )
+            }
+            if with_text:
+                judged[JSON_TEXT] = second_count_parity(
+                    expected_sums,
+                    sums,
+                    "parquet_partitions -> staging json text",
+                    unit="checksum",
+                    deferred=True,
+                )
+            return judged
+
+        yield from _results(context, run)
 
     @dg.multi_asset_check(
         specs=[
@@ -359,61 +409,12 @@ def build_checks(
     ) -> dg.AssetCheckResult:
         return _id_schema(context, mysql, new_table_ids, spec.mysql.target_table)
 
-    checks = [parquet_parity, staged_parity, merged_checks, staged_ids]
+    checks = [parquet_parity, staged_checks, merged_checks, staged_ids]
     return [
         *checks,
-        *json_checks,
         target_ids,
         *(_copy_checks(spec, partitions, new_table_ids) if spec.legacy_copy else []),
     ]
-
-
-def staged_json_check(
-    spec: MigrationSpec, partitions: dg.PartitionsDefinition
-) -> dg.AssetChecksDefinition:
-    """The json columns' staged text against the Parquet's, per second: MySQL's JSON type
-    would rewrite values (big numbers, key order, duplicate keys) on both staging and target
-    alike, where the other checks compare the two and would pass. With the merged columns'
-    checksum on the target it carries the text from Parquet to the target."""
-    columns = ", ".join(json_columns(spec))
-
-    @dg.asset_check(
-        asset="aurora_temp_table",
-        name=JSON_TEXT,
-        blocking=True,
-        partitions_def=partitions,
-        description=(
-            f"JSON text ({columns}): per second of event time, the sum of the staged puts' "
-            "CRC32s of each json value equals that of the day's Parquet text, so a value the "
-            "server changed (or anyone did) fails."
-        ),
-    )
-    def staged_json(
-        context: dg.AssetCheckExecutionContext, s3: S3Resource, mysql: MySQLResource
-    ) -> dg.AssetCheckResult:
-        client = s3.get_client()
-
-        def parquet(day: str) -> dict[int, int]:
-            table = read_partition(client, spec, parse_day(day), json_counted_columns(spec))
-            return parquet_json_checksums(table, spec)
-
-        def run(day: str) -> Validation:
-            with ThreadPoolExecutor(1) as side:  # S3, Arrow and zlib while MySQL sums
-                hashing = side.submit(parquet, day)
-                with mysql.connect() as conn:
-                    observed = staged_json_checksums(conn, spec, parse_day(day), **mysql.parallel())
-                expected = hashing.result()
-            return second_count_parity(
-                expected,
-                observed,
-                "parquet_partitions -> staging json text",
-                unit="checksum",
-                deferred=True,
-            )
-
-        return _result(context, run)
-
-    return staged_json
 
 
 def _copy_checks(

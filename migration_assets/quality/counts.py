@@ -240,6 +240,29 @@ def parquet_json_checksums(table: pa.Table, spec: MigrationSpec) -> SecondCounts
     return _sum_by(np.asarray(seconds), total)
 
 
+def staged_seconds(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    *,
+    text: bool = True,
+    connect: Connect | None = None,
+    connections: int = 1,
+) -> tuple[SecondCounts, SecondCounts]:
+    """The day's staged puts per second and, with `text` and json columns, the sums of their
+    json text's `_json_hash_sql` (else empty), in one grouped scan: the sums equal the
+    Parquet's only if every json value is staged byte for byte (a server that normalised
+    JSON would change the text)."""
+    columns = json_columns(spec) if text else ()
+    sql = _staged_seconds_sql(spec, *([f"SUM({_json_hash_sql('s', columns)})"] if columns else []))
+    width = 3 if columns else 2
+    rows, _ = _grouped_in_ranges(
+        conn, spec, day, sql, width, connect=connect, connections=connections
+    )
+    counts = _sum_by(rows[:, 0], rows[:, 1])  # a second cut by two ranges is summed
+    return counts, (_sum_by(rows[:, 0], rows[:, 2]) if columns else {})
+
+
 def staged_json_checksums(
     conn: Any,
     spec: MigrationSpec,
@@ -248,11 +271,8 @@ def staged_json_checksums(
     connect: Connect | None = None,
     connections: int = 1,
 ) -> SecondCounts:
-    """The same sums over the day's staged puts: equal to the Parquet's only if every json
-    value is staged byte for byte (a server that normalised JSON would change the text)."""
-    sql = _staged_seconds_sql(spec, f"SUM({_json_hash_sql('s', json_columns(spec))})")
-    rows, _ = _grouped_in_ranges(conn, spec, day, sql, 3, connect=connect, connections=connections)
-    return _sum_by(rows[:, 0], rows[:, 2])
+    """`staged_seconds`' json text sums alone."""
+    return staged_seconds(conn, spec, day, connect=connect, connections=connections)[1]
 
 
 @dataclass(frozen=True)
