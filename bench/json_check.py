@@ -1,6 +1,7 @@
-"""What `json_text_parity` costs on a day: the Parquet side (read the json column, CRC32 each
-value with zlib) and the staging side (one grouped scan summing CRC32s), next to the
-staging count check's scan, on a synthetic day of `--rows` puts with a json map each.
+"""What `json_text_parity` adds to a day's staging checks: the Parquet side (CRC32 of each
+json value with zlib, in a thread beside MySQL) and the staging scan that counts the rows
+per second and now also sums the json text's CRC32s, against the count-only scan, on a
+synthetic day of `--rows` puts with a json map each.
 
     python -m bench.json_check --rows 1000000 [--json bench/results/json-check-latest.json]
 """
@@ -16,17 +17,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import yaml
-from migration_assets.parquet_store import partition_schema
 
 from bench.common import bench_server, server_cpu_seconds, write_json
 from migration_assets.mysql.connection import connection
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.load import load_day
 from migration_assets.mysql.seconds import (
-    staged_json_checksums,
-    staged_second_counts,
+    staged_seconds,
 )
 from migration_assets.parquet.counts import parquet_json_checksums
+from migration_assets.parquet.store import partition_schema
 from migration_assets.spec import EXAMPLE_SPEC, parse_spec
 
 DAY = dt.date(2024, 3, 1)
@@ -72,14 +72,17 @@ def main() -> None:
         _, result["load_s"] = timed(lambda: load_day(conn, spec, DAY, table))
         expected, result["parquet_hash_s"] = timed(lambda: parquet_json_checksums(table, spec))
         before = server_cpu_seconds(pid)
-        observed, result["staged_json_scan_s"] = timed(
-            lambda: staged_json_checksums(conn, spec, DAY)
+        (_, observed), result["staged_scan_with_text_s"] = timed(
+            lambda: staged_seconds(conn, spec, DAY, text=True)
+        )
+        middle = server_cpu_seconds(pid)
+        _, result["staged_scan_counts_only_s"] = timed(
+            lambda: staged_seconds(conn, spec, DAY, text=False)
         )
         after = server_cpu_seconds(pid)
-        _, result["staged_count_scan_s"] = timed(lambda: staged_second_counts(conn, spec, DAY))
-        result["staged_json_scan_mysql_cpu_s"] = (
-            None if before is None or after is None else round(after - before, 2)
-        )
+        if pid is not None:
+            result["mysql_cpu_with_text_s"] = round(middle - before, 2)
+            result["mysql_cpu_counts_only_s"] = round(after - middle, 2)
         result["equal"] = expected == observed
     print(json.dumps(result, indent=2))
     write_json(result, args.json)

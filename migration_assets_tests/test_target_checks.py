@@ -177,6 +177,45 @@ def test_checksum_parity_catches_a_changed_value(mysql_db, pipeline):
     assert drill["staged"]["loyalty_tier"] != "tampered"
 
 
+def test_json_text_parity_catches_staged_json_text_changed(mysql_db, pipeline):
+    """Staged json text rewritten the way MySQL's JSON type would store it (keys re-sorted,
+    spacing): the counts still agree, the json text check fails; the count check alone
+    (a subset) still runs and passes."""
+    resources, assets = pipeline(["2023-01-01"], 60)
+    assert dg.materialize(assets, partition_key="2023-01-01", resources=resources).success
+    with connection(mysql_db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE orders_stage SET attrs = JSON_OBJECT('normalised', 1) "
+            "WHERE attrs IS NOT NULL AND _change = 'put' ORDER BY _seq LIMIT 1"
+        )
+        assert cur.rowcount == 1
+        conn.commit()
+    keys = {
+        name: dg.AssetCheckKey(dg.AssetKey("aurora_temp_table"), name)
+        for name in ("per_second_count_parity", "json_text_parity")
+    }
+    both = dg.materialize(
+        assets,
+        selection=dg.AssetSelection.checks(*keys.values()),
+        tags={"dagster/partition": "2023-01-01"},
+        resources=resources,
+        raise_on_error=False,
+    )
+    found = {e.check_name: e for e in both.get_asset_check_evaluations()}
+    assert found["per_second_count_parity"].passed
+    text = found["json_text_parity"]
+    assert not text.passed and text.metadata["mismatched_seconds"].value == 1
+    alone = dg.materialize(
+        assets,
+        selection=dg.AssetSelection.checks(keys["per_second_count_parity"]),
+        tags={"dagster/partition": "2023-01-01"},
+        resources=resources,
+    )
+    assert [e.check_name for e in alone.get_asset_check_evaluations()] == [
+        "per_second_count_parity"
+    ]
+
+
 def test_bigint_id_schema_fails_on_an_int_target(spec, stack, mysql_db):
     with connection(mysql_db) as conn, conn.cursor() as cur:
         cur.execute(

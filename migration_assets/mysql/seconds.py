@@ -162,11 +162,7 @@ def staged_second_counts(
 ) -> SecondCounts:
     """Rows per second of the day's puts in the staging table, counted in `_seq` ranges on
     up to `connections` connections at once (`conn` and more from `connect`)."""
-    count = _staged_seconds_sql(spec)
-    rows, _ = _grouped_in_ranges(
-        conn, spec, day, count, 2, connect=connect, connections=connections
-    )
-    return _sum_by(rows[:, 0], rows[:, 1])  # a second cut by two ranges is summed
+    return staged_seconds(conn, spec, day, text=False, connect=connect, connections=connections)[0]
 
 
 def _json_hash_sql(alias: str, columns: tuple[str, ...]) -> str:
@@ -178,6 +174,29 @@ def _json_hash_sql(alias: str, columns: tuple[str, ...]) -> str:
     )
 
 
+def staged_seconds(
+    conn: Any,
+    spec: MigrationSpec,
+    day: dt.date,
+    *,
+    text: bool = True,
+    connect: Connect | None = None,
+    connections: int = 1,
+) -> tuple[SecondCounts, SecondCounts]:
+    """The day's staged puts per second and, with `text` and json columns, the sums of their
+    json text's `_json_hash_sql` (else empty), in one grouped scan: the sums equal the
+    Parquet's only if every json value is staged byte for byte (a server that normalised
+    JSON would change the text)."""
+    columns = spec.json_columns if text else ()
+    sql = _staged_seconds_sql(spec, *([f"SUM({_json_hash_sql('s', columns)})"] if columns else []))
+    width = 3 if columns else 2
+    rows, _ = _grouped_in_ranges(
+        conn, spec, day, sql, width, connect=connect, connections=connections
+    )
+    counts = _sum_by(rows[:, 0], rows[:, 1])  # a second cut by two ranges is summed
+    return counts, (_sum_by(rows[:, 0], rows[:, 2]) if columns else {})
+
+
 def staged_json_checksums(
     conn: Any,
     spec: MigrationSpec,
@@ -186,11 +205,8 @@ def staged_json_checksums(
     connect: Connect | None = None,
     connections: int = 1,
 ) -> SecondCounts:
-    """The same sums over the day's staged puts: equal to the Parquet's only if every json
-    value is staged byte for byte (a server that normalised JSON would change the text)."""
-    sql = _staged_seconds_sql(spec, f"SUM({_json_hash_sql('s', spec.json_columns)})")
-    rows, _ = _grouped_in_ranges(conn, spec, day, sql, 3, connect=connect, connections=connections)
-    return _sum_by(rows[:, 0], rows[:, 2])
+    """`staged_seconds`' json text sums alone."""
+    return staged_seconds(conn, spec, day, connect=connect, connections=connections)[1]
 
 
 @dataclass(frozen=True)

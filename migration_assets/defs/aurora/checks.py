@@ -23,24 +23,22 @@ def build_aurora_checks(
         types = on_connection(r.mysql, lambda conn: verdicts.new_table_id_types(conn, spec))
         return lambda day: verdicts.table_ids(types(), spec.mysql.target_table)
 
-    json_text = day_check(
-        "aurora_temp_table",
-        verdicts.JSON_TEXT,
-        partitions,
-        f"JSON text ({', '.join(spec.json_columns)}): per second of event time, the sum of the "
-        "staged puts' CRC32s of each json value equals that of the day's Parquet text, so a "
-        "value the server changed (or anyone did) fails; with the target's checksum it carries "
-        "the text from Parquet to the target.",
-        lambda r: functools.partial(verdicts.staged_json_parity, r.s3, spec, **r.mysql.parallel()),
-        resources=("s3", "mysql"),
-    )
+    staged = {
+        verdicts.PARITY: "Rows per second of event time: staged puts equal the day's Parquet rows."
+    }
+    if spec.json_columns:
+        staged[verdicts.JSON_TEXT] = (
+            f"JSON text ({', '.join(spec.json_columns)}): per second of event time, the sum of "
+            "the staged puts' CRC32s of each json value equals that of the day's Parquet text, "
+            "so a value the server changed (or anyone did) fails; with the target's checksum it "
+            "carries the text from Parquet to the target."
+        )
     return [
-        *([json_text] if spec.json_columns else []),
-        day_check(
+        day_checks(
             "aurora_temp_table",
-            verdicts.PARITY,
+            "aurora_temp_table_checks",
             partitions,
-            "Rows per second of event time: staged puts equal the day's Parquet rows.",
+            staged,
             lambda r: functools.partial(verdicts.staged_parity, r.s3, spec, **r.mysql.parallel()),
             resources=("s3", "mysql"),
         ),
