@@ -239,13 +239,15 @@ def slow_commit(self, *args):  # the rows of the batch are written, not yet comm
     time.sleep(0.3)
     commit(self, *args)
 apply.ChangeApplier._commit = slow_commit
-with apply.ChangeApplier(parse_mysql_url(sys.argv[1]), legacy_spec(start=sys.argv[2])) as a:
+settings, spec = parse_mysql_url(sys.argv[1]), legacy_spec(start=sys.argv[2])
+with apply.ChangeApplier(settings, spec, reader_process=sys.argv[3] == "process") as a:
     a.drain(batch_rows=40)
 """
 
 
 @pytest.mark.slow
-def test_an_applier_killed_mid_batch_resumes_exactly(legacy, repo_root: Path):
+@pytest.mark.parametrize("reader", ["inline", "process"])
+def test_an_applier_killed_mid_batch_resumes_exactly(legacy, repo_root: Path, reader):
     settings, spec = legacy
     copy_all(settings, spec)
     with connection(settings) as conn, conn.cursor() as cur:
@@ -257,7 +259,7 @@ def test_an_applier_killed_mid_batch_resumes_exactly(legacy, repo_root: Path):
                 cur.execute("DELETE FROM table01 WHERE id = %s", (i + 1,))
             conn.commit()
     applier = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_APPLIER, settings.url, START.isoformat()],
+        [sys.executable, "-c", _KILLED_APPLIER, settings.url, START.isoformat(), reader],
         cwd=repo_root,
         stdout=subprocess.PIPE,
         text=True,

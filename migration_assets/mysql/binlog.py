@@ -12,6 +12,7 @@ transaction. Applying them is `apply.py`'s.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -383,7 +384,10 @@ def read_changes_in_a_process(*args: Any, batch: int = 1_000, **kwargs: Any) -> 
     context = multiprocessing.get_context("spawn")  # no fork of a threaded Dagster process
     channel = context.Queue(maxsize=16)  # bounded memory: at most 16 batches in flight
     child = context.Process(
-        target=_read_into, args=(channel, args, kwargs, batch), daemon=True, name="binlog-reader"
+        target=_read_into,
+        args=(channel, args, kwargs, batch, os.getpid()),
+        daemon=True,
+        name="binlog-reader",
     )
     child.start()
     try:
@@ -406,22 +410,33 @@ def read_changes_in_a_process(*args: Any, batch: int = 1_000, **kwargs: Any) -> 
         channel.close()
 
 
-def _read_into(channel: Any, args: tuple, kwargs: dict, batch: int) -> None:
+def _read_into(channel: Any, args: tuple, kwargs: dict, batch: int, parent: int) -> None:
+    import queue as queues
+
+    def send(message: Any) -> None:
+        while True:  # a parent killed with SIGKILL cannot stop us: give up once orphaned
+            try:
+                channel.put(message, timeout=1.0)
+                return
+            except queues.Full:
+                if os.getppid() != parent:
+                    os._exit(1)
+
     items: list = []
     try:
         for item in read_changes(*args, **kwargs):
             items.append(item)
             if len(items) >= batch:
-                channel.put(items)
+                send(items)
                 items = []
-        channel.put(items)
-        channel.put(None)
+        send(items)
+        send(None)
     except CaptureRefused as refused:
-        channel.put(items)
-        channel.put(refused)
+        send(items)
+        send(refused)
     except Exception as exc:  # sent as text: a driver's exception may not survive pickling
-        channel.put(items)
-        channel.put(RuntimeError(f"the binlog reader failed: {type(exc).__name__}: {exc}"))
+        send(items)
+        send(RuntimeError(f"the binlog reader failed: {type(exc).__name__}: {exc}"))
 
 
 def bytes_between(files: dict[str, int], applied: Position, head: Position) -> int:
