@@ -54,7 +54,7 @@ from .legacy import _CopySql, legacy_key, tombstones_table
 DEFAULT_BATCH_ROWS = 5_000
 _COMMIT_EVERY_S = 1.0  # commit at the next transaction end once a batch is this old
 _EVENTS_BEHIND_CAP = 100_000
-_PROCESS_BACKLOG = 32 << 20  # binlog bytes behind from which decoding gets processes
+_PROCESS_BACKLOG = 256 << 20  # binlog bytes behind from which decoding gets processes
 DEFAULT_DECODERS = 2
 
 
