@@ -91,8 +91,8 @@ def copy_all(settings, spec, **kwargs):
         copy_day(connector(settings), spec, day, **kwargs)
 
 
-def drain(settings, spec, reader_process=None, **kwargs):
-    with ChangeApplier(settings, spec, reader_process=reader_process) as applier:
+def drain(settings, spec, decoders=None, **kwargs):
+    with ChangeApplier(settings, spec, decoders=decoders) as applier:
         return applier.drain(**kwargs)
 
 
@@ -103,8 +103,8 @@ def verify_every_day(settings, spec):
             verify_day(conn, spec, day, key)
 
 
-@pytest.mark.parametrize("reader_process", [False, True])  # decoded here / in a child
-def test_changes_after_the_copy_reach_the_new_table_and_a_replay_converges(legacy, reader_process):
+@pytest.mark.parametrize("decoders", [0, 1, 2])  # decoded here / in 1 or 2 processes
+def test_changes_after_the_copy_reach_the_new_table_and_a_replay_converges(legacy, decoders):
     settings, spec = legacy
     copy_all(settings, spec)
     # what the merge wrote: a DynamoDB column on row 10, and row 20 deleted on purpose
@@ -128,7 +128,7 @@ def test_changes_after_the_copy_reach_the_new_table_and_a_replay_converges(legac
         cur.execute("DELETE FROM table01 WHERE id BETWEEN 171 AND 175")
         conn.commit()
     # small batches: a transaction in pieces
-    drained = drain(settings, spec, reader_process, batch_rows=7)
+    drained = drain(settings, spec, decoders, batch_rows=7)
     assert drained.row_events == len(statements) + 1 + 21 + 5 and drained.caught_up
     assert drained.changed_days == DAYS
     legacy_rows = [r for r in copied(settings, "table01") if r[0] != 20]
@@ -138,7 +138,7 @@ def test_changes_after_the_copy_reach_the_new_table_and_a_replay_converges(legac
     verify_every_day(settings, spec)  # both days of each moved row still add up
     # replaying the whole stretch again (the position back at the start) converges
     execute(settings, "UPDATE orders_capture SET file = start_file, pos = start_pos")
-    again = drain(settings, spec, reader_process)
+    again = drain(settings, spec, decoders)
     assert again.row_events == drained.row_events
     assert list(copied(settings)) == legacy_rows
     with connection(settings) as conn:
@@ -242,13 +242,15 @@ def slow_commit(self, *args):  # the rows of the batch are written, not yet comm
     time.sleep(0.3)
     commit(self, *args)
 apply.ChangeApplier._commit = slow_commit
-with apply.ChangeApplier(parse_mysql_url(sys.argv[1]), legacy_spec(start=sys.argv[2])) as a:
+settings, spec = parse_mysql_url(sys.argv[1]), legacy_spec(start=sys.argv[2])
+with apply.ChangeApplier(settings, spec, decoders=int(sys.argv[3])) as a:
     a.drain(batch_rows=40)
 """
 
 
 @pytest.mark.slow
-def test_an_applier_killed_mid_batch_resumes_exactly(legacy, repo_root: Path):
+@pytest.mark.parametrize("reader", ["0", "2"])  # decoder processes
+def test_an_applier_killed_mid_batch_resumes_exactly(legacy, repo_root: Path, reader):
     settings, spec = legacy
     copy_all(settings, spec)
     with connection(settings) as conn, conn.cursor() as cur:
@@ -260,7 +262,7 @@ def test_an_applier_killed_mid_batch_resumes_exactly(legacy, repo_root: Path):
                 cur.execute("DELETE FROM table01 WHERE id = %s", (i + 1,))
             conn.commit()
     applier = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_APPLIER, settings.url, START.isoformat()],
+        [sys.executable, "-c", _KILLED_APPLIER, settings.url, START.isoformat(), reader],
         cwd=repo_root,
         stdout=subprocess.PIPE,
         text=True,
@@ -310,15 +312,15 @@ def test_a_purged_binlog_is_refused_and_nothing_is_lost(legacy):
     assert rows(settings, "SHOW TABLES LIKE 'table01_old'") == ()
 
 
-@pytest.mark.parametrize("reader_process", [False, True])
-def test_a_ddl_on_the_legacy_table_is_refused_after_the_changes_before_it(legacy, reader_process):
+@pytest.mark.parametrize("decoders", [0, 2])
+def test_a_ddl_on_the_legacy_table_is_refused_after_the_changes_before_it(legacy, decoders):
     settings, spec = legacy
     copy_all(settings, spec)
     execute(settings, "UPDATE table01 SET amount = 5 WHERE id = 4")
     execute(settings, "ALTER TABLE table01 ADD COLUMN note VARCHAR(10)")
     execute(settings, "UPDATE table01 SET amount = 6 WHERE id = 5")
     with pytest.raises(CaptureRefused, match="DDL statement on the legacy table 'table01'"):
-        drain(settings, spec, reader_process)
+        drain(settings, spec, decoders)
     assert rows(settings, "SELECT amount FROM orders WHERE id IN (4, 5) ORDER BY id") == (
         (Decimal(5),),
         (Decimal("1.2500"),),

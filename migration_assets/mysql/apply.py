@@ -22,6 +22,7 @@ row's last event carries its final state.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 import zlib
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ from .binlog import (
     changed_days_table,
     preflight,
     read_changes,
-    read_changes_in_a_process,
+    read_changes_in_processes,
     server_position,
     unsigned_integer_bits,
 )
@@ -53,7 +54,8 @@ from .legacy import _CopySql, legacy_key, tombstones_table
 DEFAULT_BATCH_ROWS = 5_000
 _COMMIT_EVERY_S = 1.0  # commit at the next transaction end once a batch is this old
 _EVENTS_BEHIND_CAP = 100_000
-_PROCESS_BACKLOG = 32 << 20  # binlog bytes behind from which decoding gets its own process
+_PROCESS_BACKLOG = 256 << 20  # binlog bytes behind from which decoding gets processes
+DEFAULT_DECODERS = 2
 
 
 class CaptureBusy(RuntimeError):
@@ -111,11 +113,11 @@ class ChangeApplier:
         spec: MigrationSpec,
         *,
         lock_timeout_s: float = 0,
-        reader_process: bool | None = None,  # None: for a backlog of _PROCESS_BACKLOG bytes
+        decoders: int | None = None,  # processes decoding rows; None: by the backlog
     ) -> None:
         assert spec.legacy_copy is not None
         self.settings, self.spec, self.lock_timeout_s = settings, spec, lock_timeout_s
-        self.reader_process = reader_process
+        self.decoders = decoders
         self.lock_name = f"migration_capture_{zlib.crc32(self._scope().encode()):08x}"
 
     def _scope(self) -> str:
@@ -218,8 +220,9 @@ class ChangeApplier:
         rows_batch = rows_open = last_ts = 0  # rows since the commit / in the open transaction
         batch_started = time.monotonic()
         assert committed is not None
-        reader = read_changes_in_a_process if self._backlog_is_large(committed) else read_changes
-        changes = reader(
+        decoders = self._decoders(committed)
+        reader = functools.partial(read_changes_in_processes, decoders=decoders)
+        changes = (reader if decoders else read_changes)(
             replication_settings(self.settings),
             self.settings.database,
             self.spec,
@@ -276,11 +279,13 @@ class ChangeApplier:
         finally:
             changes.close()
 
-    def _backlog_is_large(self, applied: Position) -> bool:
-        if self.reader_process is not None:
-            return self.reader_process
+    def _decoders(self, applied: Position) -> int:
+        """Decoder processes for this read: none (decoded here) for a small backlog."""
+        if self.decoders is not None:
+            return self.decoders
         files = binary_logs(self.conn)
-        return bytes_between(files, applied, server_position(self.conn)) >= _PROCESS_BACKLOG
+        behind = bytes_between(files, applied, server_position(self.conn))
+        return DEFAULT_DECODERS if behind >= _PROCESS_BACKLOG else 0
 
     def _add(self, change: RowChange, pending: dict, days: dict) -> None:
         for day in {

@@ -12,6 +12,7 @@ transaction. Applying them is `apply.py`'s.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -281,6 +282,21 @@ class RowChange:
 
 
 @dataclass(frozen=True)
+class Slot:
+    """The leading decoder's place holder for rows event `number`, decoded by another."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class Owned:
+    """Rows event `number`'s changes, from the decoder that owns it."""
+
+    number: int
+    changes: list[RowChange]
+
+
+@dataclass(frozen=True)
 class Commit:
     """A transaction ended; reading resumes at `position` (where the next event starts)."""
 
@@ -298,21 +314,29 @@ def read_changes(
     *,
     names_in_events: bool,
     unsigned_bits: dict[str, int],
-) -> Iterator[RowChange | Commit]:
+    share: tuple[int, int] | None = None,
+) -> Iterator[RowChange | Commit | Slot | Owned]:
     """The legacy table's row changes from `start` to the end of the binlog as it is now
     (non-blocking), each transaction's followed by its Commit; a DDL on the legacy table
-    raises CaptureRefused before anything after it is yielded."""
+    raises CaptureRefused before anything after it is yielded.
+
+    `share=(k, n)`: one of n decoders (`read_changes_in_processes`). Rows events are numbered
+    in binlog order and event i is decoded by decoder i % n only (mysql-replication decodes
+    an event's rows when they are first asked for). Decoder 0 leads: it yields everything,
+    a Slot for each event another decoder owns; the others follow (blocking, never ending
+    before the leader) and yield only the Owned events."""
     from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
     from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
     assert spec.legacy_copy is not None
     source = spec.legacy_copy.source_table
+    decoder, decoders = share or (0, 1)
     stream = BinLogStreamReader(
         connection_settings=connection_settings,
-        server_id=replica_server_id(database, spec),
+        server_id=replica_server_id(database, spec) + decoder,  # one dump per server id
         resume_stream=True,
-        blocking=False,
+        blocking=decoder > 0,
         log_file=start.file,
         log_pos=start.pos,
         only_events=[
@@ -331,19 +355,21 @@ def read_changes(
     )
     mentions = re.compile(rf"(?<![\w$])`?{re.escape(source)}`?(?![\w$])", re.IGNORECASE)
     gtid: str | None = start.gtid
+    number = -1
     try:
         for event in stream:
             if isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
-                for row in event.rows:
-                    yield RowChange(
-                        _values(row.get("before_values", row.get("values")), columns, unsigned_bits)
-                        if not isinstance(event, WriteRowsEvent)
-                        else None,
-                        _values(row.get("after_values", row.get("values")), columns, unsigned_bits)
-                        if not isinstance(event, DeleteRowsEvent)
-                        else None,
-                        event.timestamp,
-                    )
+                number += 1
+                if number % decoders != decoder:
+                    if decoder == 0:
+                        yield Slot(number)
+                    continue
+                if decoder > 0:
+                    yield Owned(number, list(_changes(event, columns, unsigned_bits)))
+                    continue
+                yield from _changes(event, columns, unsigned_bits)
+            elif decoder > 0:
+                continue  # a follower: only rows
             elif isinstance(event, XidEvent):
                 yield Commit(Position(stream.log_file, stream.log_pos, gtid), event.timestamp)
             elif isinstance(event, GtidEvent | MariadbGtidEvent):
@@ -373,55 +399,110 @@ def read_changes(
         stream.close()
 
 
-def read_changes_in_a_process(*args: Any, batch: int = 1_000, **kwargs: Any) -> Iterator:
-    """`read_changes` run in a child process (same arguments), its items sent in batches
-    through a bounded queue: decoding row images (mysql-replication is pure Python) then runs
-    on another core than applying them. Worth its start-up (about a second) for a backlog."""
+def read_changes_in_processes(
+    *args: Any, decoders: int = 2, batch: int = 1_000, **kwargs: Any
+) -> Iterator[RowChange | Commit]:
+    """`read_changes` (same arguments and items) decoded by `decoders` child processes, each
+    taking every n-th rows event (mysql-replication decodes in pure Python: this spreads it
+    over cores, away from the applier). Items travel in batches through bounded queues; the
+    leader's stream gives the order. Worth its start-up (about a second) for a backlog."""
     import multiprocessing
-    import queue as queues
+    from collections import deque
 
     context = multiprocessing.get_context("spawn")  # no fork of a threaded Dagster process
-    channel = context.Queue(maxsize=16)  # bounded memory: at most 16 batches in flight
-    child = context.Process(
-        target=_read_into, args=(channel, args, kwargs, batch), daemon=True, name="binlog-reader"
-    )
-    child.start()
+    channels, children = [], []
+    for decoder in range(decoders):
+        channel = context.Queue(maxsize=64)  # bounded memory: 64 batches in flight each
+        child = context.Process(
+            target=_read_into,
+            # a follower never reaches an end: it sends each event as soon as it has it
+            args=(
+                channel,
+                args,
+                {**kwargs, "share": (decoder, decoders)},
+                batch if decoder == 0 else 1,
+                os.getpid(),
+            ),
+            daemon=True,
+            name=f"binlog-decoder-{decoder}",
+        )
+        child.start()
+        channels.append(channel)
+        children.append(child)
+    pending: list[deque] = [deque() for _ in range(decoders)]
+
+    def take(decoder: int) -> Any:
+        while not pending[decoder]:
+            items = _receive(channels[decoder], children[decoder])
+            if items is None:
+                raise RuntimeError(f"binlog decoder {decoder} ended before the leader")
+            pending[decoder].extend(items)
+        return pending[decoder].popleft()
+
     try:
         while True:
-            try:
-                items = channel.get(timeout=1.0)
-            except queues.Empty:
-                if not child.is_alive():
-                    exited = f"the binlog reader process exited ({child.exitcode})"
-                    raise RuntimeError(exited) from None
-                continue
+            items = _receive(channels[0], children[0])
             if items is None:
                 return
-            if isinstance(items, BaseException):
-                raise items
-            yield from items
+            for item in items:
+                if isinstance(item, Slot):
+                    owned = take(item.number % decoders)
+                    assert owned.number == item.number, (owned.number, item.number)
+                    yield from owned.changes
+                else:
+                    yield item
     finally:
-        child.terminate()
-        child.join(timeout=10)
-        channel.close()
+        for child in children:
+            child.terminate()
+        for child, channel in zip(children, channels, strict=True):
+            child.join(timeout=10)
+            channel.close()
 
 
-def _read_into(channel: Any, args: tuple, kwargs: dict, batch: int) -> None:
+def _receive(channel: Any, child: Any) -> Any:
+    """The next batch (None: the end), raising what the child sent or its death."""
+    import queue as queues
+
+    while True:
+        try:
+            items = channel.get(timeout=1.0)
+        except queues.Empty:
+            if not child.is_alive():
+                exited = f"the binlog reader process exited ({child.exitcode})"
+                raise RuntimeError(exited) from None
+            continue
+        if isinstance(items, BaseException):
+            raise items
+        return items
+
+
+def _read_into(channel: Any, args: tuple, kwargs: dict, batch: int, parent: int) -> None:
+    import queue as queues
+
+    def send(message: Any) -> None:
+        while True:  # a parent killed with SIGKILL cannot stop us: give up once orphaned
+            try:
+                channel.put(message, timeout=1.0)
+                return
+            except queues.Full:
+                if os.getppid() != parent:
+                    os._exit(1)
+
     items: list = []
     try:
         for item in read_changes(*args, **kwargs):
             items.append(item)
             if len(items) >= batch:
-                channel.put(items)
+                send(items)
                 items = []
-        channel.put(items)
-        channel.put(None)
+        send(items)
+        send(None)
     except CaptureRefused as refused:
-        channel.put(items)
-        channel.put(refused)
+        send(items)
+        send(refused)
     except Exception as exc:  # sent as text: a driver's exception may not survive pickling
-        channel.put(items)
-        channel.put(RuntimeError(f"the binlog reader failed: {type(exc).__name__}: {exc}"))
+        send(items)
+        send(RuntimeError(f"the binlog reader failed: {type(exc).__name__}: {exc}"))
 
 
 def bytes_between(files: dict[str, int], applied: Position, head: Position) -> int:
@@ -430,6 +511,21 @@ def bytes_between(files: dict[str, int], applied: Position, head: Position) -> i
         return max(0, head.pos - applied.pos)
     middle = sum(size for name, size in files.items() if applied.file < name < head.file)
     return files.get(applied.file, applied.pos) - applied.pos + middle + head.pos
+
+
+def _changes(event: Any, columns: list[str], unsigned_bits: dict[str, int]) -> Iterator[RowChange]:
+    from pymysqlreplication.row_event import DeleteRowsEvent, WriteRowsEvent
+
+    for row in event.rows:
+        yield RowChange(
+            None
+            if isinstance(event, WriteRowsEvent)
+            else _values(row.get("before_values", row.get("values")), columns, unsigned_bits),
+            None
+            if isinstance(event, DeleteRowsEvent)
+            else _values(row.get("after_values", row.get("values")), columns, unsigned_bits),
+            event.timestamp,
+        )
 
 
 def _values(row: dict[str, Any], columns: list[str], unsigned_bits: dict[str, int]) -> tuple:
