@@ -65,6 +65,18 @@ def write_legacy_tsv(path: str, rows: int, neighbours: int) -> None:
             )
 
 
+def seed_legacy_day(settings: MySQLSettings, spec, rows: int) -> int:
+    """The legacy table with a day of `rows` rows and a tenth as many on each side; the day's
+    rows."""
+    handle, tsv = tempfile.mkstemp(suffix=".tsv")
+    os.close(handle)
+    try:
+        write_legacy_tsv(tsv, rows, neighbours=rows // 10)
+        return prepare(settings, spec, tsv)
+    finally:
+        os.unlink(tsv)
+
+
 def prepare(settings: MySQLSettings, spec, tsv: str) -> int:
     with connection(settings) as conn, conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS table01")
@@ -110,13 +122,7 @@ def parity(settings: MySQLSettings, spec) -> bool:
 
 def run(settings: MySQLSettings, rows: int, repeat: int, chunk_rows: int) -> dict:
     spec = parse_spec(yaml.safe_load(EXAMPLE_SPEC.read_text()))
-    handle, tsv = tempfile.mkstemp(suffix=".tsv")
-    os.close(handle)
-    try:
-        write_legacy_tsv(tsv, rows, neighbours=rows // 10)
-        day_rows = prepare(settings, spec, tsv)
-    finally:
-        os.unlink(tsv)
+    day_rows = seed_legacy_day(settings, spec, rows)
     import great_expectations  # noqa: F401  (imported once per run in a real run too)
 
     bare = (

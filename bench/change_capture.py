@@ -19,17 +19,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import random
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import yaml
 
-from bench.bigint_copy import COLUMNS, DAY, prepare, write_legacy_tsv
+from bench.bigint_copy import COLUMNS, DAY, seed_legacy_day
 from bench.common import bench_database, write_json
 from migration_assets.mysql.apply import ChangeApplier, replication_settings
 from migration_assets.mysql.binlog import RowChange, read_changes
@@ -206,13 +204,7 @@ def main() -> int:
     args = parser.parse_args()
     spec = parse_spec(yaml.safe_load(EXAMPLE_SPEC.read_text()))
     with bench_database("bench_capture") as settings:
-        handle, tsv = tempfile.mkstemp(suffix=".tsv")
-        os.close(handle)
-        try:
-            write_legacy_tsv(tsv, args.rows, neighbours=args.rows // 10)
-            day_rows = prepare(settings, spec, tsv)
-        finally:
-            os.unlink(tsv)
+        day_rows = seed_legacy_day(settings, spec, args.rows)
         result: dict = {"day_rows": day_rows}
         if "copy" in args.parts:
             result["copy_while_writing"] = copy_under_writes(

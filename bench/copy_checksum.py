@@ -24,17 +24,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from bench.bigint_copy import DAY, fresh_targets, prepare, write_legacy_tsv
+from bench.bigint_copy import DAY, fresh_targets, seed_legacy_day
 from bench.common import bench_database, write_json
 from migration_assets.mysql.connection import MySQLSettings, connection
 from migration_assets.mysql.copy_checksum import compared_columns, day_checksums, drill_down
@@ -140,13 +138,7 @@ def alternatives(settings: MySQLSettings, columns: tuple[str, ...]) -> dict[str,
 
 def run(settings: MySQLSettings, rows: int, repeat: int) -> dict:
     spec = parse_spec(yaml.safe_load(EXAMPLE_SPEC.read_text()))
-    handle, tsv = tempfile.mkstemp(suffix=".tsv")
-    os.close(handle)
-    try:
-        write_legacy_tsv(tsv, rows, neighbours=rows // 10)
-        day_rows = prepare(settings, spec, tsv)
-    finally:
-        os.unlink(tsv)
+    day_rows = seed_legacy_day(settings, spec, rows)
     fresh_targets(settings, spec)
     copy_day(lambda: connection(settings), spec, DAY, connections=2)
     changed = change_three_values(settings)
