@@ -22,12 +22,14 @@ from cryptography.x509.oid import NameOID
 
 from migration_assets.devstack.mysql_server import start_throwaway_mysql
 from migration_assets.devstack.processes import stop_pid
+from migration_assets.mysql.apply import ChangeApplier
 from migration_assets.mysql.connection import (
     MySQLConnectError,
     connection,
     ensure_database,
     parse_mysql_url,
 )
+from migration_assets.mysql.copy_checksum import day_checksums
 from migration_assets.mysql.ddl import ensure_tables
 from migration_assets.mysql.legacy import catch_up, copy_day, legacy_key
 from migration_assets.mysql.load import clean_days, load_day
@@ -249,6 +251,26 @@ def test_a_56_table_with_zero_dates_is_copied_under_mysql8_sql_mode(db8):
     assert copied == ("0000-00-00 00:00:00", "0000-00-00 00:00:00", "Straße")
     in_day = _one(db8, "SELECT CAST(updated_at AS CHAR) FROM orders WHERE id = 3")
     assert in_day == ("2024-00-00 00:00:00",)
+    # the application changes rows after the copy, their zero dates untouched: the reader
+    # decodes those as None; the applier writes the legacy row's dates back, not a NULL
+    with connection(db8) as conn, conn.cursor() as cur:
+        cur.execute(f"{TEST} SET SESSION sql_mode = ''")
+        cur.execute(f"{TEST} UPDATE table01 SET note = 'after' WHERE id = 1")
+        cur.execute(f"{TEST} UPDATE table01 SET amount = 9 WHERE id = 3")
+        conn.commit()
+    with ChangeApplier(db8, spec) as applier:
+        assert applier.drain().row_events == 2
+    after = "SELECT CAST(updated_at AS CHAR), CAST(seen AS CHAR), note, amount FROM orders WHERE id"
+    assert _one(db8, f"{after} = 1") == (
+        "0000-00-00 00:00:00",
+        "0000-00-00 00:00:00",
+        "after",
+        Decimal("1.5000"),
+    )
+    assert _one(db8, f"{after} = 3")[0] == "2024-00-00 00:00:00"
+    assert _one(db8, f"{after} = 3")[3] == Decimal("9.0000")
+    with connection(db8) as conn:
+        assert not day_checksums(conn, spec, DAY, legacy_key(conn, spec)).differing_seconds()
 
 
 def _cipher(settings) -> str:

@@ -48,7 +48,7 @@ from .binlog import (
     unsigned_integer_bits,
 )
 from .catalog import table_columns, table_exists
-from .connection import MySQLSettings, open_connection
+from .connection import MySQLSettings, legacy_dates, open_connection
 from .legacy import _CopySql, legacy_key, tombstones_table
 
 DEFAULT_BATCH_ROWS = 5_000
@@ -103,6 +103,14 @@ def settings_of(conn: Any) -> MySQLSettings:
     return MySQLSettings(conn.host, conn.port, text(conn.user), text(conn.password), text(conn.db))
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+_ZERO_DATES = {
+    "date": "0000-00-00",
+    "datetime": "0000-00-00 00:00:00",
+    "timestamp": "0000-00-00 00:00:00",
+}
+
+
 class ChangeApplier:
     """The applier of one migration: `with ChangeApplier(settings, spec) as applier:
     applier.drain(...)`. Holds the migration's applier lock while open."""
@@ -143,6 +151,15 @@ class ChangeApplier:
             self.pk_index = self.columns.index(key.column)
             self.time_index = self.columns.index(self.spec.legacy_copy.time_column)
             self.unsigned = unsigned_integer_bits(self.conn, self.spec.legacy_copy.source_table)
+            self.zero_date_columns = [  # a NULL read there was a zero date (`_zero_dates`)
+                i
+                for i, n in enumerate(self.columns)
+                if names[n].data_type in _ZERO_DATES and not names[n].nullable
+            ]
+            self.timestamp_columns = [  # a zero TIMESTAMP is read as the epoch
+                i for i, n in enumerate(self.columns) if names[n].data_type == "timestamp"
+            ]
+            self._types = [names[n].data_type for n in self.columns]
             state = None
             if table_exists(self.conn, capture_table(self.spec)):
                 with self.conn.cursor() as cur:
@@ -326,8 +343,11 @@ class ChangeApplier:
                 tombstoned.update(row[0] for row in cur.fetchall())
             if tombstoned:
                 images = [image for image in images if image[self.pk_index] not in tombstoned]
-            for part in _parts(images, 500):
-                cur.execute(self.sql.upsert(len(part)), [v for image in part for v in image])
+            if self.zero_date_columns or self.timestamp_columns:
+                images = self._zero_dates(cur, images)
+            with legacy_dates(self.conn):  # zero dates of a 5.6 table under 5.7/8.0's sql_mode
+                for part in _parts(images, 500):
+                    cur.execute(self.sql.upsert(len(part)), [v for image in part for v in image])
             for day, (n, first, last) in days.items():  # a few days per batch
                 cur.execute(
                     f"INSERT INTO {q(changed_days_table(self.spec))} VALUES (%s, %s,"
@@ -338,6 +358,50 @@ class ChangeApplier:
                 )
         pending.clear()
         days.clear()
+
+    def _zero_dates(self, cur: Any, images: list[tuple]) -> list[tuple]:
+        """The reader decodes a zero date (`0000-00-00`, `2024-00-00`) as None: in a NOT NULL
+        column that can only be one, so its value is read again from the legacy row as text
+        (its current state: a later event of the row follows in the binlog), or, for a row
+        deleted since, the zero date (its delete follows). A zero TIMESTAMP is stored as 0 and
+        read as the epoch, which no TIMESTAMP can hold otherwise (they start a second later)."""
+        if self.timestamp_columns:
+            images = [
+                tuple(
+                    _ZERO_DATES["timestamp"] if i in self.timestamp_columns and v == _EPOCH else v
+                    for i, v in enumerate(image)
+                )
+                if any(image[c] == _EPOCH for c in self.timestamp_columns)
+                else image
+                for image in images
+            ]
+        unsure = [
+            i
+            for i, image in enumerate(images)
+            if any(image[c] is None for c in self.zero_date_columns)
+        ]
+        if not unsure:
+            return images
+        names = [self.columns[c] for c in self.zero_date_columns]
+        found: dict[Any, tuple] = {}
+        ids = [images[i][self.pk_index] for i in unsure]
+        for part in _parts(ids, 1000):
+            cur.execute(
+                f"SELECT {self.sql.pk}, "
+                + ", ".join(f"CAST({q(n)} AS CHAR)" for n in names)
+                + f" FROM {self.sql.source} WHERE {self.sql.pk} IN ({_marks(part)})",
+                part,
+            )
+            found.update((row[0], row[1:]) for row in cur.fetchall())
+        images = list(images)
+        for i in unsure:
+            image = list(images[i])
+            current = found.get(image[self.pk_index])
+            for k, c in enumerate(self.zero_date_columns):
+                if image[c] is None:
+                    image[c] = current[k] if current else _ZERO_DATES[self._types[c]]
+            images[i] = tuple(image)
+        return images
 
     def _commit(self, position: Position, rows: int, last_ts: int) -> None:
         with self.conn.cursor() as cur:
