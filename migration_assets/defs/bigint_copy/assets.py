@@ -137,6 +137,8 @@ class CutoverConfig(dg.Config):
     confirm_table: str  # must name the legacy table: the cutover is never a stray click
     verify_days: int = 2  # today and the days before it, compared second by second
     keep_old_as: str = ""  # default: <legacy table>_old
+    catch_up_timeout_s: float = 600  # with change capture: how long the applier may take to
+    #                                  catch up before the lock (then: refused, nothing renamed)
 
 
 def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
@@ -191,6 +193,7 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
                 spec,
                 verify_days=config.verify_days,
                 keep_old_as=config.keep_old_as or None,
+                catch_up_timeout_s=config.catch_up_timeout_s,
             )
         except CutoverRefused as exc:
             raise dg.Failure(
