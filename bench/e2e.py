@@ -805,7 +805,7 @@ def markdown(summary: dict[str, Any]) -> str:
         layout = {"day": "partitioned by day (shipped)", "none": "unpartitioned, event-time index"}
         lines += [
             "",
-            f"Target growth (`bench_target_growth.py --partitioning "
+            f"Target growth (`python -m bench.target_growth --partitioning "
             f"{g.get('partitioning', 'none')}`: target {layout[g.get('partitioning', 'none')]}, "
             f"{g['rows_per_day']:,} rows per new day, "
             f"{g['connections']} connections, buffer pool {g['buffer_pool_mb']} MB): the day's "
@@ -873,7 +873,7 @@ def main() -> int:
         os.environ.update(stack.environment())
         summary: dict[str, Any] = {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": " ".join(["python", *sys.argv]),
+            "command": " ".join(["python -m bench.e2e", *sys.argv[1:]]),
             "machine": f"{os.cpu_count()} cores, MariaDB "
             + ("(MIGRATION_MYSQL_URL)" if stack.mysql_pid is None else "throwaway 10.11"),
             "one_day": one_day(stack, work, args.items),
