@@ -262,36 +262,29 @@ def cutover(
         if first.copied_through is None:
             raise CutoverRefused("no day has been copied yet: nothing to cut over to")
         result.caught_up_rows = first.new_rows
-    with connect() as holder, holder.cursor() as locks, connect() as conn:
-        locks.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout_s,))
-        locks.execute(f"LOCK TABLES {q(source)} READ")  # the application's writes wait
-        started = time.perf_counter()
-        try:
-            if while_locked:
-                while_locked()
-            final = catch_up(conn, spec, measure_lag=False)
-            result.final_rows = final.new_rows
-            for day in days:
-                verify_day(conn, spec, day, key, connect=connect, connections=CHECKSUM_CONNECTIONS)
-                result.verified_days.append(day.isoformat())
-            conn.commit()  # no metadata lock of ours may stand in the RENAME's way
-            _rename_queued_behind(
-                connect, holder, f"{q(source)} TO {q(old)}, {q(target)} TO {q(source)}"
-            )
-        finally:
-            locks.execute("UNLOCK TABLES")
-            result.locked_seconds = time.perf_counter() - started
-        # a safety net: nothing can have reached the legacy table after the final copy (its
-        # writers waited behind the lock, then behind the RENAME), and it takes no writes now
-        assert final.copied_through is not None
+    final: list = []
+
+    def copy_last_rows(holder: Any, conn: Any) -> list[dt.date]:
+        final.append(catch_up(conn, spec, measure_lag=False))
+        result.final_rows = final[0].new_rows
+        return days
+
+    _swap_under_lock(
+        connect,
+        spec,
+        key,
+        result,
+        copy_last_rows,
+        lock_wait_timeout_s=lock_wait_timeout_s,
+        while_locked=while_locked,
+    )
+    # a safety net: nothing can have reached the legacy table after the final copy (its
+    # writers waited behind the lock, then behind the RENAME), and it takes no writes now
+    assert final[0].copied_through is not None
+    with connect() as conn:
         result.rows_after_swap = copy_ids_above(
-            conn, spec, key, final.copied_through, tables=(old, source)
+            conn, spec, key, final[0].copied_through, tables=(old, source)
         )
-        if (
-            not table_exists(conn, old)
-            or table_columns(conn, source)[key.column].data_type != "bigint"
-        ):
-            raise RuntimeError(f"the swap of {source!r} and {target!r} did not take effect")
         assert primary_key(conn, source) == [key.column]
     return result
 
@@ -310,7 +303,6 @@ def _cutover_with_capture(
 ) -> None:
     """The swap gated on the applier (module docstring, "With change capture")."""
     assert spec.legacy_copy is not None
-    source, target, old = spec.legacy_copy.source_table, spec.mysql.target_table, result.old_table
     try:
         applier = ChangeApplier(settings, spec, lock_timeout_s=lock_wait_timeout_s)
         applier.__enter__()
@@ -345,35 +337,63 @@ def _cutover_with_capture(
             suspects = {d.day for d in again}
         result.checksummed_days = len(candidates)
         result.checksum_seconds = time.perf_counter() - started
-        with connect() as holder, holder.cursor() as locks, connect() as conn:
+
+        def drain_to_the_lock(holder: Any, conn: Any) -> list[dt.date]:
             read_committed(conn)
-            locks.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout_s,))
-            locks.execute(f"LOCK TABLES {q(source)} READ")  # the application's writes wait
-            started = time.perf_counter()
-            try:
-                if while_locked:
-                    while_locked()
-                # 3. no write can reach the legacy table now: drain to the binlog's head
-                head = server_position(holder)
-                final = _drain(applier, until=head, measure_lag=False)
-                result.final_rows = final.row_events
-                # 4. the last days, the suspects and whatever changed since step 2
-                again = suspects | set(changed_days(conn, spec, after_batch=before_lock))
-                for day in [*days, *sorted(again - set(days))]:
-                    verify_day(
-                        conn, spec, day, key, connect=connect, connections=CHECKSUM_CONNECTIONS
-                    )
-                    result.verified_days.append(day.isoformat())
-                conn.commit()  # no metadata lock of ours may stand in the RENAME's way
-                applier.conn.commit()
-                _rename_queued_behind(
-                    connect, holder, f"{q(source)} TO {q(old)}, {q(target)} TO {q(source)}"
-                )
-            finally:
-                locks.execute("UNLOCK TABLES")
-                result.locked_seconds = time.perf_counter() - started
+            # 3. no write can reach the legacy table now: drain to the binlog's head
+            head = server_position(holder)
+            result.final_rows = _drain(applier, until=head, measure_lag=False).row_events
+            applier.conn.commit()  # no metadata lock of its own in the RENAME's way
+            # 4. the last days, the suspects and whatever changed since step 2
+            again = suspects | set(changed_days(conn, spec, after_batch=before_lock))
+            return [*days, *sorted(again - set(days))]
+
+        _swap_under_lock(
+            connect,
+            spec,
+            key,
+            result,
+            drain_to_the_lock,
+            lock_wait_timeout_s=lock_wait_timeout_s,
+            while_locked=while_locked,
+        )
     finally:
         applier.__exit__(None, None, None)
+
+
+def _swap_under_lock(
+    connect: Connect,
+    spec: MigrationSpec,
+    key: LegacyKey,
+    result: CutoverResult,
+    up_to_the_lock: Callable[[Any, Any], list[dt.date]],
+    *,
+    lock_wait_timeout_s: int,
+    while_locked: Callable[[], None] | None,
+) -> None:
+    """`LOCK TABLES legacy READ` on one connection (the application's writes wait); then
+    `up_to_the_lock(holder, conn)` brings the new table up to the lock and returns the days
+    to verify, each is verified (`verify_day`, refusing on a difference), and the RENAME is
+    queued behind the lock; the lock is released however this ends."""
+    assert spec.legacy_copy is not None
+    source, target, old = spec.legacy_copy.source_table, spec.mysql.target_table, result.old_table
+    with connect() as holder, holder.cursor() as locks, connect() as conn:
+        locks.execute("SET SESSION lock_wait_timeout = %s", (lock_wait_timeout_s,))
+        locks.execute(f"LOCK TABLES {q(source)} READ")
+        started = time.perf_counter()
+        try:
+            if while_locked:
+                while_locked()
+            for day in up_to_the_lock(holder, conn):
+                verify_day(conn, spec, day, key, connect=connect, connections=CHECKSUM_CONNECTIONS)
+                result.verified_days.append(day.isoformat())
+            conn.commit()  # no metadata lock of ours may stand in the RENAME's way
+            _rename_queued_behind(
+                connect, holder, f"{q(source)} TO {q(old)}, {q(target)} TO {q(source)}"
+            )
+        finally:
+            locks.execute("UNLOCK TABLES")
+            result.locked_seconds = time.perf_counter() - started
     with connect() as conn:
         if (
             not table_exists(conn, old)
