@@ -167,22 +167,6 @@ def day_checksums(
     )
 
 
-def differing_seconds(
-    conn: Any,
-    spec: MigrationSpec,
-    day: dt.date,
-    key: LegacyKey,
-    *,
-    connect: Connect | None = None,
-    connections: int = 1,
-) -> list[int]:
-    """Epoch seconds of `day` whose copied rows differ from the legacy rows (values or
-    rows), in order."""
-    return day_checksums(
-        conn, spec, day, key, connect=connect, connections=connections
-    ).differing_seconds()
-
-
 def _second_rows(
     conn: Any, table: str, alias_where: str, columns: tuple[str, ...], pk: str, params: tuple
 ) -> dict[Any, tuple[tuple, tuple]]:
