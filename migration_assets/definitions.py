@@ -1,67 +1,48 @@
-"""The code location: `defs`, built from the migration spec (`MIGRATION_SPEC`).
+"""The code location: `defs`, built from the migration spec(s).
+
+- `MIGRATION_SPEC` a spec file: one migration with today's names (the contract);
+- `MIGRATION_SPEC` a folder: one migration per `*.yaml` file, each prefixed by its spec's
+  `name` (`defs/naming.py`), conflicts refused (`migrations.py`);
+- unset: the `MigrationComponent`s declared under `migration_assets/tables/` (dg's defs
+  folder), each prefixed by its name, if there is any; else the bundled example spec.
 
 `bigint_table_copy` and its jobs (catch-up, cutover; with change capture the binlog drain
-and its schedule) are present when the spec has a `legacy_copy` section.
+and its schedule) are present when a spec has a `legacy_copy` section.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from pathlib import Path
 
 import dagster as dg
 
-from .defs.aurora.assets import build_aurora_assets, build_clean_staging_job
-from .defs.aurora.checks import build_aurora_checks
-from .defs.bigint_copy.assets import (
-    build_bigint_table_copy,
-    build_capture_schedules,
-    build_legacy_jobs,
-)
-from .defs.bigint_copy.checks import build_copy_checks
-from .defs.dynamodb.assets import build_dynamodb_export
-from .defs.dynamodb.sensors import build_export_sensor
-from .defs.parquet.assets import build_parquet_partitions
-from .defs.parquet.checks import build_parquet_checks
-from .defs.partitions import daily_partitions
-from .defs.resources import PipesParquetEngine, default_resources, parquet_engine_from_env
-from .defs.schedules import build_live_schedule
-from .spec import MigrationSpec, load_spec
+from .defs.component import MigrationComponent
+from .defs.location import build_assets, build_code_location, build_definitions
+from .migrations import load_migrations
+from .spec import SPEC_ENV_VAR
+
+__all__ = ["build_assets", "build_code_location", "build_definitions", "defs"]
 
 
-def build_assets(
-    spec: MigrationSpec, parquet_engine: PipesParquetEngine | None = None
-) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
-    """Every asset and check of the migration described by `spec`, on one daily partitioning
-    (`parquet_engine`: where Parquet is converted; None: in-process)."""
-    partitions = daily_partitions(spec)
-    return [
-        *build_parquet_checks(spec, partitions),
-        *build_aurora_checks(spec, partitions),
-        *(build_copy_checks(spec, partitions) if spec.legacy_copy else []),
-        build_dynamodb_export(spec, partitions),
-        build_parquet_partitions(spec, partitions, parquet_engine),
-        *build_aurora_assets(spec, partitions),
-        *([build_bigint_table_copy(spec, partitions)] if spec.legacy_copy else []),
-    ]
+def declared_components() -> dg.Definitions | None:
+    """The definitions of the components under `migration_assets/tables/` (None: there are
+    none). Loaded from the module, not the project's pyproject.toml, so an installed package
+    (a container image without the source tree) loads them the same way."""
+    from . import tables
+
+    tree = dg.ComponentTree.from_module(tables, project_root=Path(__file__).resolve().parents[1])
+    if not tree.get_all_components(MigrationComponent):
+        return None
+    return tree.build_defs()
 
 
-def build_definitions(
-    spec: MigrationSpec, resources: dict[str, Any] | None = None
-) -> dg.Definitions:
-    definitions = build_assets(spec, parquet_engine_from_env())
-    asset_keys = [d.key for d in definitions if not isinstance(d, dg.AssetChecksDefinition)]
-    legacy_jobs = build_legacy_jobs(spec) if spec.legacy_copy else []
-    return dg.Definitions(
-        assets=definitions,
-        sensors=[build_export_sensor(spec, daily_partitions(spec), asset_keys)],
-        schedules=[
-            build_live_schedule(spec, asset_keys),
-            *build_capture_schedules(spec, legacy_jobs),
-        ],
-        jobs=[build_clean_staging_job(spec), *legacy_jobs],
-        resources=resources or default_resources(),
-        executor=dg.in_process_executor,
-    )
+def build_defs() -> dg.Definitions:
+    if not os.environ.get(SPEC_ENV_VAR):
+        components = declared_components()
+        if components is not None:
+            return components
+    return build_code_location(load_migrations())
 
 
-defs = build_definitions(load_spec())
+defs = build_defs()

@@ -22,6 +22,9 @@ ROOT = "migration_assets"
 SHELL = ("defs", "definitions")  # the Dagster shell
 LOCAL_STACK = ("devstack",)
 PIPES_ENTRY = {f"{ROOT}.remote.convert_entry": ("dagster_pipes",)}
+# `migration_assets.MigrationComponent`: the package's lazy (PEP 562) export of the YAML
+# component type, imported on first access only; nothing else of the shell
+LAZY_EXPORTS = {ROOT: (f"{ROOT}.defs.component",)}
 MAX_SHARE = 0.15
 
 
@@ -70,7 +73,7 @@ def layering_violations(base: Path = PACKAGE) -> list[str]:
             first = module.split(".")[0]
             if first.startswith("dagster") and first not in allowed:
                 found.append(f"{path.relative_to(base.parent)}:{line} imports {module} (Dagster)")
-            elif top_part(module) in SHELL:
+            elif top_part(module) in SHELL and module not in LAZY_EXPORTS.get(name, ()):
                 found.append(f"{path.relative_to(base.parent)}:{line} imports {module} (shell)")
             elif top_part(module) in LOCAL_STACK:
                 found.append(f"{path.relative_to(base.parent)}:{line} imports {module} (devstack)")

@@ -139,7 +139,7 @@ Verdicts = Callable[[dt.date], dict[str, Validation]]
 
 
 def day_check(
-    asset: str,
+    asset: str | dg.AssetKey,
     name: str,
     partitions: dg.PartitionsDefinition,
     description: str,
@@ -170,7 +170,7 @@ def day_check(
 
 
 def day_checks(
-    asset: str,
+    asset: str | dg.AssetKey,
     name: str,
     partitions: dg.PartitionsDefinition,
     descriptions: dict[str, str],

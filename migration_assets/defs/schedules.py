@@ -19,6 +19,7 @@ from dagster_aws.s3 import S3Resource
 from ..dynamodb.coverage import NoCoveringExportError, completed_exports, cover_day
 from ..live import LivePlan, live_days, plan_live_runs
 from ..spec import MigrationSpec
+from .naming import SINGLE, Naming
 
 LIVE_CRON_ENV_VAR = "MIGRATION_LIVE_CRON"
 DEFAULT_LIVE_CRON = "*/30 * * * *"
@@ -31,22 +32,30 @@ UNFINISHED = [
 ]
 
 
-def _why_not(instance: dg.DagsterInstance, plan: LivePlan) -> str | None:
-    """Why no run is needed for a planned day (None: request one)."""
+def _why_not(instance: dg.DagsterInstance, plan: LivePlan, naming: Naming) -> str | None:
+    """Why no run is needed for a planned day (None: request one); with several migrations
+    only this migration's runs count (`naming.tags()`)."""
     if plan.state is None:
         return plan.reason
     day = plan.day.isoformat()
-    if instance.get_runs(dg.RunsFilter(tags={DAY_TAG: day}, statuses=UNFINISHED), limit=1):
+    mine = naming.tags()
+    if instance.get_runs(
+        dg.RunsFilter(tags={DAY_TAG: day, **mine}, statuses=UNFINISHED), limit=1
+    ):
         return f"{day}: its live run is still going"
-    done = dg.RunsFilter(tags={STATE_TAG: plan.state}, statuses=[dg.DagsterRunStatus.SUCCESS])
+    done = dg.RunsFilter(
+        tags={STATE_TAG: plan.state, **mine}, statuses=[dg.DagsterRunStatus.SUCCESS]
+    )
     if instance.get_runs(done, limit=1):
         return f"{day}: up to date ({plan.reason})"
     return None
 
 
-def build_live_schedule(spec: MigrationSpec, assets: list[dg.AssetKey]) -> dg.ScheduleDefinition:
+def build_live_schedule(
+    spec: MigrationSpec, assets: list[dg.AssetKey], naming: Naming = SINGLE
+) -> dg.ScheduleDefinition:
     @dg.schedule(
-        name="live_days_schedule",
+        name=naming.name("live_days_schedule"),
         cron_schedule=os.environ.get(LIVE_CRON_ENV_VAR, DEFAULT_LIVE_CRON),
         execution_timezone="UTC",
         target=dg.AssetSelection.assets(*assets),
@@ -81,7 +90,7 @@ def build_live_schedule(spec: MigrationSpec, assets: list[dg.AssetKey]) -> dg.Sc
         plans = plan_live_runs(days, coverages, request_exports=spec.dynamodb.request, tick=tick)
         requests, skipped = [], []
         for plan in plans:
-            why_not = _why_not(context.instance, plan)
+            why_not = _why_not(context.instance, plan, naming)
             if why_not is not None:
                 skipped.append(why_not)
                 continue
@@ -90,7 +99,7 @@ def build_live_schedule(spec: MigrationSpec, assets: list[dg.AssetKey]) -> dg.Sc
                 dg.RunRequest(
                     run_key=plan.state,
                     partition_key=plan.day.isoformat(),
-                    tags={DAY_TAG: plan.day.isoformat(), STATE_TAG: plan.state},
+                    tags={DAY_TAG: plan.day.isoformat(), STATE_TAG: plan.state, **naming.tags()},
                 )
             )
         if not requests:

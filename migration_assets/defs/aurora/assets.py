@@ -15,6 +15,7 @@ from ...parquet.store import read_partition
 from ...quality.validate import warm_up
 from ...spec import MigrationSpec
 from ..eta import DayLog, per_day_result
+from ..naming import SINGLE, Naming
 from ..partitions import backfill_policy
 from ..resources import MYSQL_POOL, MySQLResource
 
@@ -43,15 +44,16 @@ def prepare_tables(context: dg.AssetExecutionContext, spec: MigrationSpec, mysql
 
 
 def build_aurora_assets(
-    spec: MigrationSpec, partitions: dg.PartitionsDefinition
+    spec: MigrationSpec, partitions: dg.PartitionsDefinition, naming: Naming = SINGLE
 ) -> list[dg.AssetsDefinition]:
     policy = backfill_policy()
 
     @dg.asset(
         name="aurora_temp_table",
+        key_prefix=naming.key_prefix,
         partitions_def=partitions,
-        deps=["parquet_partitions"],
-        group_name="aurora",
+        deps=[naming.key("parquet_partitions")],
+        group_name=naming.group("aurora"),
         kinds={"mysql"},
         pool=MYSQL_POOL,
         backfill_policy=policy,
@@ -97,10 +99,14 @@ def build_aurora_assets(
 
     @dg.asset(
         name="target_table",
+        key_prefix=naming.key_prefix,
         partitions_def=partitions,
         # with legacy_copy, the day's legacy rows are in the new table before the merge
-        deps=["aurora_temp_table", *(["bigint_table_copy"] if spec.legacy_copy else [])],
-        group_name="aurora",
+        deps=[
+            naming.key("aurora_temp_table"),
+            *([naming.key("bigint_table_copy")] if spec.legacy_copy else []),
+        ],
+        group_name=naming.group("aurora"),
         kinds={"mysql"},
         pool=MYSQL_POOL,
         backfill_policy=policy,
@@ -162,10 +168,10 @@ class CleanStagingConfig(dg.Config):
     keep_days: int = 7  # staged days younger than this stay (re-checks and re-merges read them)
 
 
-def build_clean_staging_job(spec: MigrationSpec) -> dg.JobDefinition:
+def build_clean_staging_job(spec: MigrationSpec, naming: Naming = SINGLE) -> dg.JobDefinition:
     """Delete staged days older than `keep_days` in small batches (staging never grows)."""
 
-    @dg.op(pool=MYSQL_POOL, name="clean_staging_days")
+    @dg.op(pool=MYSQL_POOL, name=naming.name("clean_staging_days"))
     def clean_staging_days(
         context: dg.OpExecutionContext, config: CleanStagingConfig, mysql: MySQLResource
     ) -> int:
@@ -175,7 +181,7 @@ def build_clean_staging_job(spec: MigrationSpec) -> dg.JobDefinition:
         context.log.info(f"deleted {deleted} staged rows of days before {before}")
         return deleted
 
-    @dg.job(name="clean_staging", description=clean_staging_days.__doc__)
+    @dg.job(name=naming.name("clean_staging"), description=clean_staging_days.__doc__)
     def clean_staging():
         clean_staging_days()
 

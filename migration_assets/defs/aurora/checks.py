@@ -9,10 +9,11 @@ import dagster as dg
 from ...quality import verdicts
 from ...spec import MigrationSpec
 from ..checks import day_check, day_checks, on_connection
+from ..naming import SINGLE, Naming
 
 
 def build_aurora_checks(
-    spec: MigrationSpec, partitions: dg.PartitionsDefinition
+    spec: MigrationSpec, partitions: dg.PartitionsDefinition, naming: Naming = SINGLE
 ) -> list[dg.AssetChecksDefinition]:
     def staged_ids(r):
         types = on_connection(r.mysql, lambda conn: verdicts.staged_id_types(conn, spec))
@@ -35,16 +36,16 @@ def build_aurora_checks(
         )
     return [
         day_checks(
-            "aurora_temp_table",
-            "aurora_temp_table_checks",
+            naming.key("aurora_temp_table"),
+            naming.name("aurora_temp_table_checks"),
             partitions,
             staged,
             lambda r: functools.partial(verdicts.staged_parity, r.s3, spec, **r.mysql.parallel()),
             resources=("s3", "mysql"),
         ),
         day_checks(
-            "target_table",
-            "target_table_merge_checks",
+            naming.key("target_table"),
+            naming.name("target_table_merge_checks"),
             partitions,
             {
                 verdicts.PARITY: (
@@ -66,7 +67,7 @@ def build_aurora_checks(
             lambda r: functools.partial(verdicts.merged_parity, spec, **r.mysql.parallel()),
         ),
         day_check(
-            "aurora_temp_table",
+            naming.key("aurora_temp_table"),
             verdicts.SCHEMA,
             partitions,
             "Id columns are BIGINT in the staging table and int64 in the day's Parquet.",
@@ -74,7 +75,7 @@ def build_aurora_checks(
             resources=("s3", "mysql"),
         ),
         day_check(
-            "target_table",
+            naming.key("target_table"),
             verdicts.SCHEMA,
             partitions,
             "Id columns (the spec's bigint columns and legacy_copy.bigint_columns present in "

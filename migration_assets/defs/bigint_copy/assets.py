@@ -15,6 +15,7 @@ from ...mysql.retry import with_retries
 from ...quality.validate import warm_up
 from ...spec import MigrationSpec
 from ..eta import per_day_result
+from ..naming import SINGLE, Naming
 from ..partitions import DAYS_PER_RUN
 from ..resources import MYSQL_POOL, MySQLResource
 
@@ -25,15 +26,16 @@ class CopyConfig(dg.Config):
 
 
 def build_bigint_table_copy(
-    spec: MigrationSpec, partitions: dg.PartitionsDefinition
+    spec: MigrationSpec, partitions: dg.PartitionsDefinition, naming: Naming = SINGLE
 ) -> dg.AssetsDefinition:
     assert spec.legacy_copy is not None
     legacy = spec.legacy_copy
 
     @dg.asset(
         name="bigint_table_copy",
+        key_prefix=naming.key_prefix,
         partitions_def=partitions,
-        group_name="aurora",
+        group_name=naming.group("aurora"),
         kinds={"mysql"},
         pool=MYSQL_POOL,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
@@ -141,12 +143,12 @@ class CutoverConfig(dg.Config):
     #                                  catch up before the lock (then: refused, nothing renamed)
 
 
-def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
+def build_legacy_jobs(spec: MigrationSpec, naming: Naming = SINGLE) -> list[dg.JobDefinition]:
     assert spec.legacy_copy is not None
     source = spec.legacy_copy.source_table
     capture = spec.legacy_copy.change_capture == "binlog"
 
-    @dg.op(pool=MYSQL_POOL, name="copy_legacy_tail")
+    @dg.op(pool=MYSQL_POOL, name=naming.name("copy_legacy_tail"))
     def copy_legacy_tail(
         context: dg.OpExecutionContext, config: CatchUpConfig, mysql: MySQLResource
     ) -> None:
@@ -179,7 +181,7 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
             }
         )
 
-    @dg.op(pool=MYSQL_POOL, name="swap_in_bigint_table")
+    @dg.op(pool=MYSQL_POOL, name=naming.name("swap_in_bigint_table"))
     def swap_in_bigint_table(
         context: dg.OpExecutionContext, config: CutoverConfig, mysql: MySQLResource
     ) -> None:
@@ -218,18 +220,18 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
             }
         )
 
-    @dg.job(name="bigint_copy_catch_up", description=copy_legacy_tail.__doc__)
+    @dg.job(name=naming.name("bigint_copy_catch_up"), description=copy_legacy_tail.__doc__)
     def bigint_copy_catch_up():
         copy_legacy_tail()
 
-    @dg.job(name="bigint_cutover", description=swap_in_bigint_table.__doc__)
+    @dg.job(name=naming.name("bigint_cutover"), description=swap_in_bigint_table.__doc__)
     def bigint_cutover():
         swap_in_bigint_table()
 
     if not capture:
         return [bigint_copy_catch_up, bigint_cutover]
 
-    @dg.op(pool=MYSQL_POOL, name="apply_binlog_changes")
+    @dg.op(pool=MYSQL_POOL, name=naming.name("apply_binlog_changes"))
     def apply_binlog_changes(
         context: dg.OpExecutionContext, config: CaptureConfig, mysql: MySQLResource
     ) -> None:
@@ -237,22 +239,24 @@ def build_legacy_jobs(spec: MigrationSpec) -> list[dg.JobDefinition]:
         table for a bounded time, from the stored position; report lag and changed days."""
         _drain(context, mysql, spec, max_seconds=config.max_seconds, batch_rows=config.batch_rows)
 
-    @dg.job(name="bigint_change_capture", description=apply_binlog_changes.__doc__)
+    @dg.job(name=naming.name("bigint_change_capture"), description=apply_binlog_changes.__doc__)
     def bigint_change_capture():
         apply_binlog_changes()
 
     return [bigint_copy_catch_up, bigint_cutover, bigint_change_capture]
 
 
-def build_capture_schedules(spec: MigrationSpec, jobs: list[dg.JobDefinition]) -> list:
+def build_capture_schedules(
+    spec: MigrationSpec, jobs: list[dg.JobDefinition], naming: Naming = SINGLE
+) -> list:
     """With change capture, a drain every few minutes keeps the new table close behind the
     legacy one (and the binlog read before the server purges it)."""
-    capture = next((job for job in jobs if job.name == "bigint_change_capture"), None)
+    capture = next((job for job in jobs if job.name == naming.name("bigint_change_capture")), None)
     if capture is None:
         return []
     return [
         dg.ScheduleDefinition(
-            name="bigint_change_capture_schedule",
+            name=naming.name("bigint_change_capture_schedule"),
             cron_schedule=CAPTURE_CRON,
             execution_timezone="UTC",
             job=capture,

@@ -8,10 +8,11 @@ from ...mysql.legacy import legacy_key
 from ...quality import verdicts
 from ...spec import MigrationSpec
 from ..checks import day_check, on_connection
+from ..naming import SINGLE, Naming
 
 
 def build_copy_checks(
-    spec: MigrationSpec, partitions: dg.PartitionsDefinition
+    spec: MigrationSpec, partitions: dg.PartitionsDefinition, naming: Naming = SINGLE
 ) -> list[dg.AssetChecksDefinition]:
     assert spec.legacy_copy is not None
     copy = spec.legacy_copy
@@ -31,7 +32,7 @@ def build_copy_checks(
 
     return [
         day_check(
-            "bigint_table_copy",
+            naming.key("bigint_table_copy"),
             verdicts.PARITY,
             partitions,
             f"Rows per second of `{copy.time_column}`: the legacy table's rows of the day equal "
@@ -40,7 +41,7 @@ def build_copy_checks(
             parity,
         ),
         day_check(
-            "bigint_table_copy",
+            naming.key("bigint_table_copy"),
             verdicts.CHECKSUM,
             partitions,
             f"Per second of `{copy.time_column}`, the sum (mod 2^64) of row hashes (CRC32 of "
@@ -51,7 +52,7 @@ def build_copy_checks(
             checksum,
         ),
         day_check(
-            "bigint_table_copy",
+            naming.key("bigint_table_copy"),
             verdicts.SCHEMA,
             partitions,
             f"legacy_copy.bigint_columns ({', '.join(copy.bigint_columns)}) and the spec's "

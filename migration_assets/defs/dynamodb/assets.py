@@ -26,6 +26,7 @@ from ...dynamodb.requests import (
 from ...parquet.coverage_store import save_coverage, verify_once
 from ...spec import MigrationSpec
 from ..eta import per_day_result
+from ..naming import SINGLE, Naming
 from ..partitions import backfill_policy
 from ..resources import DynamoDBResource
 from .scan_snapshot import scan_snapshot
@@ -117,12 +118,13 @@ def _day_metadata(
 
 
 def build_dynamodb_export(
-    spec: MigrationSpec, partitions: dg.PartitionsDefinition
+    spec: MigrationSpec, partitions: dg.PartitionsDefinition, naming: Naming = SINGLE
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name="dynamodb_export",
+        key_prefix=naming.key_prefix,
         partitions_def=partitions,
-        group_name="dynamodb",
+        group_name=naming.group("dynamodb"),
         kinds={"dynamodb", "s3"},
         backfill_policy=backfill_policy(),
         description=(

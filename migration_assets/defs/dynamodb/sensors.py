@@ -9,6 +9,7 @@ from dagster_aws.s3 import S3Resource
 
 from ...dynamodb.export_feed import scan_exports
 from ...spec import MigrationSpec
+from ..naming import SINGLE, Naming
 
 HANDLED_KEPT = 2_000  # export ids remembered in the cursor; older ones fall under its floor
 
@@ -19,10 +20,15 @@ def _cursor(text: str | None) -> tuple[set[str], str]:
 
 
 def build_export_sensor(
-    spec: MigrationSpec, partitions: dg.TimeWindowPartitionsDefinition, assets: list[dg.AssetKey]
+    spec: MigrationSpec,
+    partitions: dg.TimeWindowPartitionsDefinition,
+    assets: list[dg.AssetKey],
+    naming: Naming = SINGLE,
 ) -> dg.SensorDefinition:
+    """`assets`: the migration's own keys; the sensor watches its own spec's export prefix."""
+
     @dg.sensor(
-        name="dynamodb_export_sensor",
+        name=naming.name("dynamodb_export_sensor"),
         minimum_interval_seconds=60,
         asset_selection=dg.AssetSelection.assets(*assets),
         description=(
@@ -52,7 +58,7 @@ def build_export_sensor(
             if new.export_id <= floor or not new.days:
                 known.add(new.export_id)
                 continue
-            tags = {"migration/export_id": new.export_id}
+            tags = {"migration/export_id": new.export_id, **naming.tags()}
             if new.manifest.summary.is_incremental:
                 requests += [
                     dg.RunRequest(

@@ -17,6 +17,7 @@ from ...parquet.convert_day import (
 from ...quality.validate import warm_up
 from ...spec import MigrationSpec, spec_document
 from ..eta import per_day_result
+from ..naming import SINGLE, Naming
 from ..partitions import backfill_policy
 from ..resources import PipesParquetEngine
 
@@ -55,15 +56,17 @@ def build_parquet_partitions(
     spec: MigrationSpec,
     partitions: dg.PartitionsDefinition,
     engine: PipesParquetEngine | None = None,
+    naming: Naming = SINGLE,
 ) -> dg.AssetsDefinition:
     """`engine`: None converts in this process (the default); else through Dagster Pipes on
     the engine (EMR Serverless, Glue; `resources.parquet_engine_from_env`)."""
 
     @dg.asset(
         name="parquet_partitions",
+        key_prefix=naming.key_prefix,
         partitions_def=partitions,
-        deps=["dynamodb_export"],
-        group_name="dynamodb",
+        deps=[naming.key("dynamodb_export")],
+        group_name=naming.group("dynamodb"),
         kinds={"parquet", "s3"},
         backfill_policy=backfill_policy(),
         description=(

@@ -9,14 +9,15 @@ import dagster as dg
 from ...quality import verdicts
 from ...spec import MigrationSpec
 from ..checks import day_check
+from ..naming import SINGLE, Naming
 
 
 def build_parquet_checks(
-    spec: MigrationSpec, partitions: dg.PartitionsDefinition
+    spec: MigrationSpec, partitions: dg.PartitionsDefinition, naming: Naming = SINGLE
 ) -> list[dg.AssetChecksDefinition]:
     return [
         day_check(
-            "parquet_partitions",
+            naming.key("parquet_partitions"),
             verdicts.PARITY,
             partitions,
             "Rows per second of event time: the day's Parquet rows plus its quarantined records "
