@@ -18,6 +18,7 @@ naming both files; all share one set of resources, so one `mysql` pool.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import Any
@@ -83,14 +84,12 @@ class MigrationComponent(dg.Component):
     @classmethod
     def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> Any:
         path = Path(context.path)
-        source = str(path / "defs.yaml" if path.is_dir() else path)
+        path = path / "defs.yaml" if path.is_dir() else path
+        with contextlib.suppress(ValueError):
+            path = path.relative_to(Path(context.project_root))
         if attributes is None:
-            raise SpecError(source, ["attributes: missing (they are the migration spec)"])
-        document = attributes.model_dump()
-        try:
-            return cls(parse_spec(document, f"{source} attributes"))
-        except SpecError as exc:
-            raise SpecError(exc.source, exc.problems) from None
+            raise SpecError(str(path), ["attributes: missing (they are the migration spec)"])
+        return cls(parse_spec(attributes.model_dump(), f"{path} attributes"))
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         check_conflicts([c.spec for c in context.component_tree.get_all_components(type(self))])

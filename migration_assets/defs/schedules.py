@@ -39,9 +39,7 @@ def _why_not(instance: dg.DagsterInstance, plan: LivePlan, naming: Naming) -> st
         return plan.reason
     day = plan.day.isoformat()
     mine = naming.tags()
-    if instance.get_runs(
-        dg.RunsFilter(tags={DAY_TAG: day, **mine}, statuses=UNFINISHED), limit=1
-    ):
+    if instance.get_runs(dg.RunsFilter(tags={DAY_TAG: day, **mine}, statuses=UNFINISHED), limit=1):
         return f"{day}: its live run is still going"
     done = dg.RunsFilter(
         tags={STATE_TAG: plan.state, **mine}, statuses=[dg.DagsterRunStatus.SUCCESS]
