@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 from ..aws import aws_client, retry_config
-from ..spec import load_spec
+from ..defs.naming import Naming
+from ..migrations import load_migrations
+from ..spec import MigrationSpec
 from .seed import seed
 from .stack import StackState, load_state, save_state, start_stack, stop_stack, write_env_file
 
@@ -65,30 +67,43 @@ def cmd_up(args: argparse.Namespace) -> StackState:
 
 
 def cmd_seed(args: argparse.Namespace, state: StackState | None = None) -> None:
+    """Seed every migration of the code location (`MIGRATION_SPEC`: a file or a folder)."""
     state = state or load_state(STATE_PATH)
     if state is None:
         sys.exit("the local stack is not running; start it with `make stack-up`")
-    spec = load_spec()
+    specs = load_migrations().specs
     os.environ.update(state.environment())
-    first = dt.date.fromisoformat(args.first_day) if args.first_day else spec.partitions.start
+    first = dt.date.fromisoformat(args.first_day) if args.first_day else specs[0].partitions.start
     days = [first + dt.timedelta(days=i) for i in range(args.days)]
     config = retry_config(5)
-    started = time.monotonic()
-    report = seed(
-        spec,
-        s3=aws_client("s3", config=config),
-        dynamodb=aws_client("dynamodb", config=config),
-        mysql=state.mysql,
-        days=days,
-        items_per_day=args.items_per_day,
+    reports = {}
+    for spec in specs:
+        started = time.monotonic()
+        report = seed(
+            spec,
+            s3=aws_client("s3", config=config),
+            dynamodb=aws_client("dynamodb", config=config),
+            mysql=state.mysql,
+            days=days,
+            items_per_day=args.items_per_day,
+        )
+        existing = (
+            f", existing {spec.mysql.target_table}: {report.existing_covered} rows DynamoDB "
+            f"covers, {report.existing_uncovered} it does not"
+            if report.existing_covered
+            else ""
+        )
+        _say(
+            f"seeded {spec.name}: {len(days)} day(s) {days[0]}..{days[-1]} with "
+            f"{args.items_per_day} items each in {time.monotonic() - started:.1f} s: full export "
+            f"{report.full_export_id} ({report.full_export_items} items), "
+            f"{len(report.incremental_export_ids)} incremental exports "
+            f"({report.incremental_changes} changes), {report.legacy_rows} legacy rows{existing}"
+        )
+        reports[spec.name] = report.__dict__
+    (WORK_DIR / "seed.json").write_text(
+        json.dumps({"days": [d.isoformat() for d in days], "migrations": reports}, indent=2)
     )
-    _say(
-        f"seeded {len(days)} day(s) {days[0]}..{days[-1]} with {args.items_per_day} items each "
-        f"in {time.monotonic() - started:.1f} s: full export {report.full_export_id} "
-        f"({report.full_export_items} items), {len(report.incremental_export_ids)} incremental "
-        f"exports ({report.incremental_changes} changes), {report.legacy_rows} legacy rows"
-    )
-    (WORK_DIR / "seed.json").write_text(json.dumps(report.__dict__, indent=2))
 
 
 def cmd_down(_: argparse.Namespace) -> None:
@@ -124,7 +139,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         state = cmd_up(args)
         env = {**os.environ, **_environment(state)}
         keys = registered_asset_keys()
-        days = json.loads((WORK_DIR / "seed.json").read_text())["days"]
+        seeded = json.loads((WORK_DIR / "seed.json").read_text())
+        days = seeded["days"]
         _say(f"materializing {', '.join(keys) or '(no assets registered)'} for {', '.join(days)}")
         for day in days if keys else []:
             command = [
@@ -151,7 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             failures += _live_changes_demo(state, env)
         from .summary import print_summary
 
-        print_summary(days, env)
+        failures += print_summary(days, env, seeded["migrations"])
     finally:
         if not args.keep:
             cmd_down(args)
@@ -160,21 +176,32 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _live_changes_demo(state: StackState, env: dict[str, str]) -> int:
-    """The application updates and deletes rows whose day was copied; one run of the
-    `bigint_change_capture` job carries them to the new table. Returns 1 if any is missing."""
-    spec = load_spec(env.get("MIGRATION_SPEC"))
-    if spec.legacy_copy is None or spec.legacy_copy.change_capture != "binlog":
-        return 0
+    """The application updates and deletes rows whose day was copied; one run of each
+    migration's `bigint_change_capture` job carries them to the new table. Returns the number
+    of migrations where a change is missing."""
+    migrations = load_migrations(env.get("MIGRATION_SPEC"))
+    failures = 0
+    for spec in migrations.specs:
+        if spec.legacy_copy is None or spec.legacy_copy.change_capture != "binlog":
+            continue
+        naming = Naming(spec.name if migrations.several else None)
+        job = naming.name("bigint_change_capture")
+        failures += _live_changes_of(state, env, spec, job)
+    return failures
+
+
+def _live_changes_of(state: StackState, env: dict[str, str], spec: MigrationSpec, job: str) -> int:
     from .live_changes import change_copied_rows, changes_reached
 
+    assert spec.legacy_copy is not None
     changes = change_copied_rows(state.mysql, spec)
     _say(
         f"the application changes {spec.legacy_copy.source_table} after the copy: "
         f"{len(changes.updated)} updates, {len(changes.moved)} rows moved to the next day, "
-        f"{len(changes.deleted)} deletes; running bigint_change_capture"
+        f"{len(changes.deleted)} deletes; running {job}"
     )
     command = [sys.executable, "-m", "dagster", "job", "execute", "-m"]
-    command += ["migration_assets.definitions", "-j", "bigint_change_capture"]
+    command += ["migration_assets.definitions", "-j", job]
     result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     reached = changes_reached(state.mysql, spec, changes)
     _say(f"  reached {spec.mysql.target_table} from the binlog: {reached}")

@@ -6,7 +6,11 @@ Timeline of the seeded world (UTC), for days D1..Dn:
 - `incremental_windows` chained incremental exports of 6 h each follow it, `[from, to)`,
   with updates, deletes and late-arriving inserts on the last day (NEW_AND_OLD_IMAGES);
 - the legacy MySQL table (INT(11) ids) holds the same rows, except the few that exist only
-  in DynamoDB (ids above 2^31).
+  in DynamoDB (ids above 2^31);
+- with `mode: update_only`, the target exists already: a row for each item but the few that
+  exist only in DynamoDB, holding placeholder values (`seeded`) the merge must replace, plus
+  rows DynamoDB does not cover at all (`mysql_only`, keys above UNCOVERED_OFFSET), which the
+  merge must leave untouched (`existing_target_summary`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ..dynamodb.export_writer import (
 )
 from ..identifiers import quote_identifier, quote_identifiers
 from ..mysql.connection import MySQLSettings, connection
+from ..mysql.ddl import ensure_tables
 from ..spec import MigrationSpec
 from . import synthetic
 
@@ -42,6 +47,9 @@ class SeedReport:
     incremental_changes: int = 0
     table_items: int = 0
     legacy_rows: int = 0
+    existing_covered: int = 0  # update_only: the existing target's rows DynamoDB covers
+    existing_uncovered: int = 0  # ... and those it does not
+    existing_uncovered_checksum: int = 0
 
 
 def table_arn(spec: MigrationSpec, region: str) -> str:
@@ -173,6 +181,78 @@ def seed_legacy_day(spec: MigrationSpec, conn: Any, batch: synthetic.DayBatch) -
     return len(rows)
 
 
+UNCOVERED_OFFSET = 1_000_000_000  # key offset of the existing target's rows DynamoDB lacks
+SEEDED, MYSQL_ONLY = "seeded", "mysql_only"
+
+
+def _uncovered_filter(spec: MigrationSpec) -> str:
+    """SQL condition of the existing target's rows DynamoDB does not cover."""
+    integer_keys = [c for c in spec.key_columns if c.type.is_integer]
+    return f"{quote_identifier(integer_keys[-1].column)} >= {UNCOVERED_OFFSET}"
+
+
+def seed_existing_target(spec: MigrationSpec, conn: Any, batch: synthetic.DayBatch) -> tuple:
+    """The update_only target as it stood before the migration, for one day: every item's
+    row but DynamoDB-only ones, update columns holding a placeholder, plus every fifth row
+    again under a key DynamoDB never had. Returns (covered, uncovered) rows written."""
+    names = [c.column for c in spec.columns]
+    update = set(spec.mysql.update_columns)
+    integer_keys = [c for c in spec.key_columns if c.type.is_integer]
+    shifted = integer_keys[-1].column
+    strings = [c.column for c in spec.columns if c.column in update and c.type.length]
+
+    def plain(value: object) -> object:
+        if value is synthetic.MISSING:
+            return None
+        return value.replace(tzinfo=None) if isinstance(value, dt.datetime) else value
+
+    covered, uncovered = [], []
+    for index in range(len(batch)):
+        row = {name: plain(value) for name, value in batch.row(index).items()}
+        if not batch.dynamodb_only[index]:
+            covered.append(
+                tuple(SEEDED if n in strings else None if n in update else row[n] for n in names)
+            )
+        if index % 5 == 0:
+            other = {**row, shifted: row[shifted] + UNCOVERED_OFFSET}
+            uncovered.append(tuple(MYSQL_ONLY if n in strings else other[n] for n in names))
+    sql = (
+        f"REPLACE INTO {quote_identifier(spec.mysql.target_table)} ({quote_identifiers(names)}) "
+        f"VALUES ({', '.join(['%s'] * len(names))})"
+    )
+    with conn.cursor() as cur:
+        for chunk in range(0, len(covered + uncovered), 5_000):
+            cur.executemany(sql, (covered + uncovered)[chunk : chunk + 5_000])
+    conn.commit()
+    return len(covered), len(uncovered)
+
+
+def existing_target_summary(conn: Any, spec: MigrationSpec) -> dict[str, int]:
+    """The update_only target after the merge: covered rows still holding the placeholder
+    (0 when every covered row was updated), and the uncovered rows with their checksum
+    (unchanged when the merge left them alone)."""
+    table = quote_identifier(spec.mysql.target_table)
+    uncovered = _uncovered_filter(spec)
+    update = [c.column for c in spec.columns if c.column in spec.mysql.update_columns]
+    strings = [c for c in spec.columns if c.column in update and c.type.length]
+    placeholder = " AND ".join(f"{quote_identifier(c.column)} <=> %s" for c in strings) or "FALSE"
+    columns = ", ".join(f"QUOTE({quote_identifier(c.column)})" for c in spec.columns)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT SUM(NOT ({uncovered})), SUM(NOT ({uncovered}) AND {placeholder}), "
+            f"SUM({uncovered}), CAST(COALESCE(SUM(IF({uncovered}, CRC32(CONCAT_WS(',', "
+            f"{columns})), 0)), 0) AS UNSIGNED) FROM {table}",
+            [SEEDED] * len(strings),
+        )
+        covered, placeholders, rows, checksum = (int(v or 0) for v in cur.fetchone())
+    return {
+        "covered_rows": covered,
+        "covered_rows_not_updated": placeholders,
+        "uncovered_rows": rows,
+        "uncovered_checksum": checksum,
+    }
+
+
 def seed(
     spec: MigrationSpec,
     *,
@@ -235,4 +315,13 @@ def seed(
             create_legacy_table(spec, conn)
             for batch in batches:
                 report.legacy_rows += seed_legacy_day(spec, conn, batch)
+    if mysql is not None and spec.mysql.mode == "update_only" and spec.legacy_copy is None:
+        with connection(mysql) as conn:
+            ensure_tables(conn, spec)
+            for batch in batches:
+                covered, uncovered = seed_existing_target(spec, conn, batch)
+                report.existing_covered += covered
+                report.existing_uncovered += uncovered
+            summary = existing_target_summary(conn, spec)
+            report.existing_uncovered_checksum = summary["uncovered_checksum"]
     return report

@@ -1,13 +1,20 @@
-"""The demo's closing summary: each asset's latest materialization and check per seeded day."""
+"""The demo's closing summary: each asset's latest materialization and check per seeded day,
+and for an update_only migration, what became of the existing table's rows."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import dagster as dg
 
+from ..migrations import load_migrations
+from ..mysql.connection import connection, parse_mysql_url
+from .seed import existing_target_summary
 
-def print_summary(days: list[str], env: dict[str, str]) -> None:
+
+def print_summary(days: list[str], env: dict[str, str], seeded: dict[str, Any]) -> int:
+    """Print the summary; return 1 if an update_only target is not as it must be."""
     os.environ.update(env)
     from ..definitions import defs
 
@@ -28,6 +35,34 @@ def print_summary(days: list[str], env: dict[str, str]) -> None:
                 }
                 print(f"  {day}: " + ", ".join(f"{k}={v}" for k, v in list(shown.items())[:6]))
         print_check_summary(instance, days)
+    return print_existing_targets(env, seeded)
+
+
+def print_existing_targets(env: dict[str, str], seeded: dict[str, Any]) -> int:
+    """update_only into an existing table: rows DynamoDB covers were updated (none still holds
+    the seeded placeholder), rows it does not cover are untouched (same count and checksum)."""
+    wrong = 0
+    for spec in load_migrations(env.get("MIGRATION_SPEC")).specs:
+        report = seeded.get(spec.name, {})
+        if not report.get("existing_covered"):
+            continue
+        with connection(parse_mysql_url(env["MIGRATION_MYSQL_URL"])) as conn:
+            now = existing_target_summary(conn, spec)
+        untouched = (
+            now["uncovered_rows"] == report["existing_uncovered"]
+            and now["uncovered_checksum"] == report["existing_uncovered_checksum"]
+        )
+        updated = now["covered_rows"] - now["covered_rows_not_updated"]
+        ok = untouched and now["covered_rows_not_updated"] == 0
+        wrong += not ok
+        print(
+            f"{spec.name}: existing table {spec.mysql.target_table} (update_only): "
+            f"{updated}/{now['covered_rows']} rows DynamoDB covers updated; "
+            f"{now['uncovered_rows']}/{report['existing_uncovered']} rows it does not cover "
+            f"{'untouched (same checksum)' if untouched else 'CHANGED'}"
+            + ("" if ok else "  <-- WRONG")
+        )
+    return wrong
 
 
 def print_check_summary(instance: dg.DagsterInstance, days: list[str]) -> None:
