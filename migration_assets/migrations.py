@@ -110,15 +110,17 @@ def load_migrations(path: str | os.PathLike[str] | None = None) -> Migrations:
     today's names; a folder is one migration per `*.yaml` file, each named by its spec."""
     raw = path or os.environ.get(SPEC_ENV_VAR)
     if raw and Path(raw).is_dir():
-        problems: list[str] = []
+        errors: list[SpecError] = []
         specs = []
         for file in spec_files(Path(raw)):
             try:
                 specs.append(load_spec(file))
             except SpecError as exc:  # every file's problems at once
-                problems += [f"{exc.source}: {p}" for p in exc.problems]
-        if problems:
-            raise SpecError(str(raw), problems)
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:  # each line names the folder, then its file and key
+            raise SpecError(str(raw), [line for e in errors for line in str(e).splitlines()])
         check_conflicts(specs)
         return Migrations(tuple(specs), several=True)
     return Migrations((load_spec(raw),), several=False)

@@ -172,7 +172,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
         if not args.keep:
             cmd_down(args)
     if failures:
-        sys.exit(f"{failures} partition(s) failed")
+        sys.exit(
+            f"{failures} failure(s): failed partitions, changes not captured, or an "
+            "update_only target not as it must be (see above)"
+        )
 
 
 def _live_changes_demo(state: StackState, env: dict[str, str]) -> int:

@@ -125,10 +125,12 @@ def incremental_lines(
             lines.append(encode_incremental_line(keys, write_micros, old_image=old))
             continue
         new = dict(old)
-        for column in update_columns:
-            new[column.attribute] = {
-                "S": f"tier-w{window_index}-{position % 5}"[: column.type.length or 32]
-            }
+        for column in update_columns:  # a new value of the column's type
+            if column.type.kind in ("varchar", "text"):
+                text = f"tier-w{window_index}-{position % 5}"[: column.type.length or 32]
+                new[column.attribute] = {"S": text}
+            elif column.type.is_integer or column.type.kind == "decimal":
+                new[column.attribute] = {"N": str(window_index * 10 + position % 5)}
         lines.append(encode_incremental_line(keys, write_micros, new_image=new, old_image=old))
     late = synthetic.generate_day(spec, batch.day, max(1, count // 300), seed=1000 + window_index)
     offset = 10_000_000 + window_index * 100_000  # late ids never collide with the day's own
