@@ -43,6 +43,59 @@ def test_module_defs_have_contract_keys_and_daily_utc_partitions():
     assert set(defs.resources) >= {"s3", "dynamodb", "mysql"}
 
 
+def test_one_spec_keeps_every_name_of_today(tmp_path, monkeypatch):
+    """The contract with one spec (`MIGRATION_SPEC` a file, or unset): the names exactly as
+    before several migrations existed, none prefixed, the groups by domain."""
+    from migration_assets.definitions import build_defs
+    from migration_assets.spec import EXAMPLE_SPEC
+
+    names = {
+        "assets": {
+            "dynamodb_export",
+            "parquet_partitions",
+            "aurora_temp_table",
+            "target_table",
+            "bigint_table_copy",
+        },
+        "checks": {
+            "parquet_partitions:per_second_count_parity",
+            "aurora_temp_table:per_second_count_parity",
+            "aurora_temp_table:json_text_parity",
+            "aurora_temp_table:bigint_id_schema",
+            "target_table:per_second_count_parity",
+            "target_table:per_second_checksum_parity",
+            "target_table:bigint_id_schema",
+            "bigint_table_copy:per_second_count_parity",
+            "bigint_table_copy:per_second_checksum_parity",
+            "bigint_table_copy:bigint_id_schema",
+        },
+        "jobs": {
+            "clean_staging",
+            "bigint_copy_catch_up",
+            "bigint_cutover",
+            "bigint_change_capture",
+        },
+        "sensors": {"dynamodb_export_sensor"},
+        "schedules": {"live_days_schedule", "bigint_change_capture_schedule"},
+        "groups": {"dynamodb", "aurora"},
+    }
+    for setting in (None, str(EXAMPLE_SPEC)):
+        if setting is None:
+            monkeypatch.delenv("MIGRATION_SPEC", raising=False)
+        else:
+            monkeypatch.setenv("MIGRATION_SPEC", setting)
+        built = build_defs()
+        graph = built.resolve_asset_graph()
+        assert {
+            "assets": {k.to_user_string() for k in graph.get_all_asset_keys()},
+            "checks": {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys},
+            "jobs": {j.name for j in built.resolve_all_job_defs() if not j.name.startswith("__")},
+            "sensors": {s.name for s in built.sensors},
+            "schedules": {s.name for s in built.schedules},
+            "groups": {graph.get(k).group_name for k in graph.get_all_asset_keys()},
+        } == names
+
+
 def test_workspace_yaml_loads_the_code_location(repo_root):
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
