@@ -1,9 +1,11 @@
 """End to end through the Dagster UI: real `dagster dev`, real headless Chromium, local stack.
 
-A person materializes a day by clicking; this test does the same clicks (target_table's
-lineage, upstream at full depth, "Materialize all…", one partition picked by typing it), waits
-for the run in the UI, then checks MySQL against the seed and the checks' per-partition results
-in the instance and in each check's partition view.
+A person materializes a day by clicking; this test does the same clicks on a code location of
+two migrations (`orders` with its legacy copy, `shipments` update_only into an existing table):
+the global asset lineage, "Materialize all…" over both, one partition picked by typing it; it
+waits for the run in the UI, then checks MySQL against the seed and every check's
+per-partition result in the instance, and each target's checks in their partition views (the
+second migration's too).
 
 Needs Debian's `chromium` (`/usr/bin/chromium`, or `MIGRATION_CHROMIUM`) and the `playwright`
 package (never `playwright install`). Without them the test skips, unless
@@ -30,11 +32,12 @@ import dagster as dg
 import pytest
 import yaml
 
-from migration_assets.definitions import build_assets
+from migration_assets.defs.location import build_assets
+from migration_assets.defs.naming import Naming
 from migration_assets.devstack import synthetic
 from migration_assets.devstack.dagster_dev import start_dagster_dev, stop_dagster_dev
 from migration_assets.devstack.processes import free_loopback_port, wait_until
-from migration_assets.devstack.seed import seed
+from migration_assets.devstack.seed import SeedReport, existing_target_summary, seed
 from migration_assets.devstack.stack import StackState
 from migration_assets.mysql.connection import MySQLSettings, connection
 from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec
@@ -56,7 +59,8 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
 SEEDED_DAYS = [dt.date(2023, 1, 1), dt.date(2023, 1, 2), dt.date(2023, 1, 3)]
 DAY = SEEDED_DAYS[1]  # a middle day: neighbours exist, so rows leaking across days would show
 ITEMS_PER_DAY = 300
-TARGET = "target_table"
+MIGRATIONS = ("orders", "shipments")  # the example specs; the second one's key is clicked too
+TARGETS = [f"{name}/target_table" for name in MIGRATIONS]
 STARTUP_TIMEOUT_S = 240  # `dagster dev` plus the code location on a busy 2-core machine
 RUN_TIMEOUT_S = 300
 UI_TIMEOUT_MS = 60_000
@@ -106,26 +110,32 @@ def _graphql(base_url: str, query: str) -> dict[str, Any]:
 
 def _target_loaded(base_url: str) -> bool:
     """True once the code location has loaded (the webserver answers long before that)."""
-    query = f'{{ assetNodeOrError(assetKey: {{path: ["{TARGET}"]}}) {{ __typename }} }}'
+    path = json.dumps(TARGETS[-1].split("/"))
+    query = f"{{ assetNodeOrError(assetKey: {{path: {path}}}) {{ __typename }} }}"
     return _graphql(base_url, query)["assetNodeOrError"]["__typename"] == "AssetNode"
 
 
 @pytest.fixture
-def ui_spec(tmp_path: Path, bucket: str) -> tuple[Path, MigrationSpec]:
-    """The example spec (legacy copy included) on this test's bucket and table, as a file."""
-    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
-    data["s3"]["bucket"] = bucket
-    data["dynamodb"]["table"] = f"orders_{bucket[-8:]}"
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path, parse_spec(data, source=str(path))
+def ui_spec(tmp_path: Path, bucket: str) -> tuple[Path, list[MigrationSpec]]:
+    """The two example specs on this test's bucket and tables, as a folder (MIGRATION_SPEC)."""
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    specs = []
+    for name in MIGRATIONS:
+        data = yaml.safe_load((EXAMPLE_SPEC.parent / f"{name}.yaml").read_text())
+        data["s3"]["bucket"] = bucket
+        data["dynamodb"]["table"] = f"{name}_{bucket[-8:]}"
+        path = folder / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        specs.append(parse_spec(data, source=str(path)))
+    return folder, specs
 
 
 @pytest.fixture
 def dagster_ui(
     stack: StackState,
     mysql_db: MySQLSettings,
-    ui_spec: tuple[Path, MigrationSpec],
+    ui_spec: tuple[Path, list[MigrationSpec]],
     tmp_path: Path,
     repo_root: Path,
 ) -> Iterator[DagsterUI]:
@@ -156,16 +166,15 @@ def dagster_ui(
         stop_dagster_dev(process)
 
 
-def _selected_upstream(spec: MigrationSpec) -> tuple[set[str], set[dg.AssetCheckKey]]:
-    """target_table, everything upstream of it, and their checks, as the code defines them."""
-    definitions = build_assets(spec)
-    keys = dg.AssetSelection.assets(TARGET).upstream().resolve(definitions)
+def _everything(specs: list[MigrationSpec]) -> tuple[set[str], set[dg.AssetCheckKey]]:
+    """Every asset of both migrations and their checks, as the code defines them."""
+    definitions = [d for s in specs for d in build_assets(s, None, Naming(s.name))]
+    keys = {k for d in definitions if not isinstance(d, dg.AssetChecksDefinition) for k in d.keys}
     checks = {
         check
         for d in definitions
         if isinstance(d, dg.AssetChecksDefinition)
         for check in d.check_keys
-        if check.asset_key in keys
     }
     return {k.to_user_string() for k in keys}, checks
 
@@ -179,11 +188,9 @@ def _save_screenshot(page: Any, path: Path) -> None:
 
 
 def _materialize_day_through_ui(page: Any, base_url: str, day: str, assets: int) -> str:
-    """target_table + all upstream, one partition, launched by clicks; returns the run id."""
-    page.goto(f"{base_url}/assets/{TARGET}?view=lineage")
-    page.get_by_role("button", name="Upstream").click()
-    page.get_by_role("button", name="All", exact=True).click()  # graph depth: all of it
-    page.wait_for_url(re.compile(r"lineageScope=upstream"))
+    """Every asset of both migrations, one partition, launched by clicks from the global
+    asset lineage; returns the run id."""
+    page.goto(f"{base_url}/asset-groups")
     page.get_by_role("button", name="Materialize all…").click()  # U+2026
     dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
     dialog.get_by_text(f"Launch runs to materialize {assets} assets").wait_for()
@@ -220,9 +227,11 @@ def _wait_for_run_in_ui(page: Any, base_url: str, run_id: str) -> str:
             page.goto(f"{base_url}/runs/{run_id}")
 
 
-def _check_passed_in_partition_view(page: Any, base_url: str, check: str, day: str) -> None:
+def _check_passed_in_partition_view(
+    page: Any, base_url: str, asset: str, check: str, day: str
+) -> None:
     """The check's own per-partition view says Passed for the day."""
-    page.goto(f"{base_url}/assets/{TARGET}?view=checks&checkDetail={check}")
+    page.goto(f"{base_url}/assets/{asset}?view=checks&checkDetail={check}")
     page.locator("button[role=tab]#partitions").click()
     # the partition list is virtualised: filter it down instead of scrolling
     page.get_by_placeholder("Filter by partition").fill(day)
@@ -268,26 +277,43 @@ def _assert_target_matches_seed(settings: MySQLSettings, spec: MigrationSpec) ->
     assert staged == target
 
 
+def _assert_existing_target_updated(
+    settings: MySQLSettings, spec: MigrationSpec, report: SeedReport
+) -> None:
+    """update_only into the existing table: the day's covered rows updated (the other seeded
+    days' still hold the placeholder), the rows DynamoDB does not cover untouched."""
+    with connection(settings) as conn:
+        after = existing_target_summary(conn, spec)
+    per_day = report.existing_covered // len(SEEDED_DAYS)
+    assert after["covered_rows"] == report.existing_covered == per_day * len(SEEDED_DAYS)
+    assert after["covered_rows_not_updated"] == per_day * (len(SEEDED_DAYS) - 1)
+    assert after["uncovered_rows"] == report.existing_uncovered > 0
+    assert after["uncovered_checksum"] == report.existing_uncovered_checksum
+
+
 def test_materialize_a_day_by_clicking_through_the_ui(
     dagster_ui: DagsterUI,
-    ui_spec: tuple[Path, MigrationSpec],
+    ui_spec: tuple[Path, list[MigrationSpec]],
     mysql_db: MySQLSettings,
     s3_client: Any,
     dynamodb_client: Any,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spec = ui_spec[1]
-    seed(
-        spec,
-        s3=s3_client,
-        dynamodb=dynamodb_client,
-        mysql=mysql_db,  # the legacy table too, for bigint_table_copy when the spec has it
-        days=SEEDED_DAYS,
-        items_per_day=ITEMS_PER_DAY,
-    )
+    specs = ui_spec[1]
+    reports = [
+        seed(
+            spec,
+            s3=s3_client,
+            dynamodb=dynamodb_client,
+            mysql=mysql_db,  # the legacy table, and the update_only spec's existing target
+            days=SEEDED_DAYS,
+            items_per_day=ITEMS_PER_DAY,
+        )
+        for spec in specs
+    ]
     day = DAY.isoformat()
-    assets, checks = _selected_upstream(spec)
+    assets, checks = _everything(specs)
     started = time.monotonic()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -300,14 +326,18 @@ def test_materialize_a_day_by_clicking_through_the_ui(
             run_id = _materialize_day_through_ui(page, dagster_ui.base_url, day, len(assets))
             status = _wait_for_run_in_ui(page, dagster_ui.base_url, run_id)
             assert status == "Success", f"run {run_id} ended {status}"
-            page.goto(f"{dagster_ui.base_url}/assets/{TARGET}?view=partitions&partition={day}")
-            page.get_by_text("Materialized", exact=True).filter(visible=True).first.wait_for()
-            page.get_by_text("rows_staged").wait_for()
-            _save_screenshot(page, tmp_path / "ui-target-table-partitions.png")
-            for check in sorted(c.name for c in checks if c.asset_key.path == [TARGET]):
-                _check_passed_in_partition_view(page, dagster_ui.base_url, check, day)
-                if check == "per_second_count_parity":
-                    _save_screenshot(page, tmp_path / "ui-target-table-check-partition.png")
+            for target in TARGETS:  # the first migration's and the second's
+                url = f"{dagster_ui.base_url}/assets/{target}?view=partitions&partition={day}"
+                page.goto(url)
+                page.get_by_text("Materialized", exact=True).filter(visible=True).first.wait_for()
+                page.get_by_text("rows_staged").wait_for()
+                name = target.replace("/", "-").replace("_", "-")
+                _save_screenshot(page, tmp_path / f"ui-{name}-partitions.png")
+                key = dg.AssetKey(target.split("/"))
+                for check in sorted(c.name for c in checks if c.asset_key == key):
+                    _check_passed_in_partition_view(page, dagster_ui.base_url, target, check, day)
+                    if check == "per_second_count_parity":
+                        _save_screenshot(page, tmp_path / f"ui-{name}-check-partition.png")
         except Exception as exc:
             page.screenshot(path=str(tmp_path / "failure.png"))
             raise AssertionError(
@@ -333,4 +363,5 @@ def test_materialize_a_day_by_clicking_through_the_ui(
             for i in infos
         }
         assert results == {check: ("SUCCEEDED", run_id, True) for check in checks}
-    _assert_target_matches_seed(mysql_db, spec)
+    _assert_target_matches_seed(mysql_db, specs[0])
+    _assert_existing_target_updated(mysql_db, specs[1], reports[1])
