@@ -17,8 +17,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 mysql-server:
 	@bash scripts/ensure_mysql_server.sh
 
+# the demo ships two migrations (orders with legacy_copy; shipments update_only into an
+# existing table DynamoDB only partly covers); MIGRATION_SPEC=<file or folder> overrides it
+DEMO_SPEC := $(CURDIR)/migration_assets/examples
 demo: venv mysql-server
-	$(PY) -m migration_assets.devstack demo
+	MIGRATION_SPEC="$${MIGRATION_SPEC:-$(DEMO_SPEC)}" $(PY) -m migration_assets.devstack demo
 
 dev: venv mysql-server
 	$(PY) -m migration_assets.devstack dev
