@@ -371,3 +371,51 @@ def test_dg_scaffolds_lists_and_checks_components_and_refuses_a_conflict(repo_ro
     refused = _dg(["check", "defs"], root, **env)
     assert refused.returncode != 0
     assert "orders_eu/defs.yaml attributes: mysql.mode" in refused.stdout + refused.stderr
+
+
+def test_one_export_chain_feeding_two_tables_keeps_their_live_runs_apart(
+    bucket, stack, s3_client, dynamodb_client, tmp_path
+):
+    """Two migrations of one DynamoDB table: the same export chain gives both the same live
+    state, so a live run of one must not make the other's day look up to date."""
+    orders, _ = documents(bucket)
+    eu = copy.deepcopy(orders)
+    eu.pop("legacy_copy")
+    eu["name"] = "orders_eu"
+    eu["mysql"].update(temp_table="orders_eu_stage", target_table="orders_eu")
+    eu["s3"]["parquet_prefix"] = "parquet/orders_eu"
+    specs = [parse_spec(orders), parse_spec(eu)]
+    seed(
+        specs[0],
+        s3=s3_client,
+        dynamodb=dynamodb_client,
+        mysql=None,
+        days=[dt.date(2023, 1, 2)],
+        items_per_day=20,
+    )
+    defs = build_code_location(Migrations(tuple(specs), several=True))
+    instance = dg.DagsterInstance.local_temp(str(tmp_path))
+    s3 = S3Resource(endpoint_url=stack.aws_endpoint_url, max_attempts=3)
+
+    def tick(name: str):
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=dt.datetime(2023, 1, 3, 14, tzinfo=dt.UTC),
+            repository_def=defs.get_repository_def(),
+            resources={"s3": s3},
+        ) as context:
+            return defs.get_schedule_def(f"{name}__live_days_schedule").evaluate_tick(context)
+
+    first = {name: tick(name).run_requests for name in ("orders", "orders_eu")}
+    states = {name: {r.tags["migration/live_state"] for r in reqs} for name, reqs in first.items()}
+    assert states["orders"] == states["orders_eu"] and states["orders"]  # one export chain
+    assert {r.tags["migration/name"] for r in first["orders"]} == {"orders"}
+
+    @dg.asset
+    def stand_in() -> None:
+        """A successful run with orders' live tags, as the daemon would have launched."""
+
+    for request in first["orders"]:
+        dg.materialize([stand_in], tags=request.tags, instance=instance)
+    assert not tick("orders").run_requests  # its days are up to date
+    assert tick("orders_eu").run_requests == first["orders_eu"]  # not those of orders_eu
