@@ -146,7 +146,8 @@ def test_a_changed_value_fails_the_checksum_naming_keys_and_both_values(legacy, 
     assert {int(k["key"]["id"]): (*k["legacy"].items(), *k["new"].items()) for k in keys} == {
         i: ((column, old), (column, new)) for i, (column, old, new) in changed.items()
     }
-    assert not any(k["missing_in_new"] or k["not_in_legacy"] for k in keys)
+    assert {k["difference"] for k in keys} == {"changed"}
+    assert "3 changed" in checksum.description and "differing_keys" in checksum.description
     untouched = check_results(spec, resources, NEXT)
     assert all(e.passed for e in untouched.values()) and len(untouched) == 2
 
@@ -194,9 +195,9 @@ def test_the_widened_values_hash_alike_and_a_lost_or_added_row_is_a_difference(l
         seconds = sums.differing_seconds()
         found = drill_down(conn, spec, DAY, seconds, key)
     assert len(seconds) == 2
-    assert {(k["key"]["id"], k["missing_in_new"], k["not_in_legacy"]) for k in found} == {
-        ("2", True, False),
-        ("1000", False, True),
+    assert {(k["key"]["id"], k["difference"]) for k in found} == {
+        ("2", "missing"),
+        ("1000", "extra"),
     }
 
 
