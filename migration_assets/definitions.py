@@ -23,6 +23,8 @@ from .defs.dynamodb.sensors import build_export_sensor
 from .defs.parquet.assets import build_parquet_partitions
 from .defs.parquet.checks import build_parquet_checks
 from .defs.partitions import daily_partitions
+from .defs.proof.assets import build_migration_proof
+from .defs.proof.sensors import build_proof_sensor
 from .defs.resources import PipesParquetEngine, default_resources, parquet_engine_from_env
 from .defs.schedules import build_live_schedule
 from .spec import MigrationSpec, load_spec
@@ -51,9 +53,14 @@ def build_definitions(
     definitions = build_assets(spec, parquet_engine_from_env())
     asset_keys = [d.key for d in definitions if not isinstance(d, dg.AssetChecksDefinition)]
     legacy_jobs = build_legacy_jobs(spec) if spec.legacy_copy else []
+    check_keys = [k for d in definitions for k in d.check_keys]
+    proof = build_migration_proof(spec, daily_partitions(spec), asset_keys, check_keys)
     return dg.Definitions(
-        assets=definitions,
-        sensors=[build_export_sensor(spec, daily_partitions(spec), asset_keys)],
+        assets=[*definitions, proof],
+        sensors=[
+            build_export_sensor(spec, daily_partitions(spec), asset_keys),
+            build_proof_sensor(proof.key, asset_keys),
+        ],
         schedules=[
             build_live_schedule(spec, asset_keys),
             *build_capture_schedules(spec, legacy_jobs),
