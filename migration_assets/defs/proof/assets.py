@@ -217,7 +217,7 @@ def build_migration_proof(
         days = list(partitions.get_partition_keys())
         first, last = dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1])
         instance = context.instance
-        s3, mysql = context.resources.s3.get_client(), context.resources.mysql
+        s3, mysql = context.resources.s3, context.resources.mysql  # s3: the client
         by_role = {_role(k): k for k in asset_keys}
         by_check = {(_role(c.asset_key), c.name): c for c in checks}
         materialized = {_role(k): set(instance.get_materialized_partitions(k)) for k in asset_keys}
