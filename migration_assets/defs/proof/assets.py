@@ -10,7 +10,6 @@ Assets and checks are found by the keys passed in, each asset's role by its key'
 (`orders/target_table` is a `target_table`): the code location may prefix them.
 """
 
-
 import datetime as dt
 import time
 from collections.abc import Iterable, Sequence

@@ -1,6 +1,5 @@
 """Materialize `migration_proof` after each backfill of the migration's assets."""
 
-
 from collections.abc import Sequence
 
 import dagster as dg
