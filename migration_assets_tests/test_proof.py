@@ -38,6 +38,7 @@ def test_a_hop_is_missing_stale_failed_or_passed():
     assert proof.hop_status(True, [Verdict(None, True)]) == STALE  # planned, never finished
     assert proof.hop_status(True, [ok(), Verdict(False, True)]) == FAILED
     assert proof.hop_status(True, [Verdict(False, False)]) == STALE  # judged an older one
+    assert proof.hop_status(True, [None, Verdict(False, True)]) == FAILED  # a current failure
 
 
 def table() -> proof.Proof:

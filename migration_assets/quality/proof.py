@@ -3,9 +3,9 @@ built from what is already recorded (no Dagster here: the shell, `defs/proof/`, 
 instance's events, a few MySQL aggregates and the export manifests' item counts).
 
 Per day and hop: its rows, and a status. A hop is `missing` for a day it never
-materialized, `stale` when one of its checks has no evaluation of that latest
-materialization (never evaluated, or evaluated before the asset was materialized again),
-`failed` when a check of the latest materialization failed, else `passed`. A failed day
+materialized, `failed` when a check of its latest materialization failed, `stale` when
+one of its checks has no evaluation of that latest materialization (never evaluated, or
+evaluated before the asset was materialized again), else `passed`. A failed day
 names where rows went missing: the first failed hop in the chain, its mismatching seconds
 and the check's own description.
 """
@@ -96,9 +96,11 @@ def hop_status(materialized: bool, verdicts: Iterable[Verdict | None]) -> str:
     if not materialized:
         return MISSING
     found = list(verdicts)
+    if any(v is not None and v.current and v.passed is False for v in found):
+        return FAILED  # whatever the other checks say: this one judged the latest
     if any(v is None or not v.current or v.passed is None for v in found):
         return STALE
-    return PASSED if all(v.passed for v in found if v is not None) else FAILED
+    return PASSED
 
 
 def build_proof(
