@@ -155,7 +155,8 @@ def merged_parity(
         )
         if seconds:
             drill = differing_keys(conn, spec, day, seconds)
-            if facts.method == "scans":  # the target's rows no staged put accounts for
+            if facts.method == "scans" or facts.target_in_day is not None:  # `exclusive`:
+                # the target's rows of the day that no staged put accounts for
                 drill = sorted(
                     drill + unstaged_rows(conn, spec, day, seconds), key=lambda k: k["second"]
                 )[:DRILL_KEYS]
