@@ -146,9 +146,29 @@ def test_a_changed_value_fails_the_checksum_naming_keys_and_both_values(legacy, 
     assert {int(k["key"]["id"]): (*k["legacy"].items(), *k["new"].items()) for k in keys} == {
         i: ((column, old), (column, new)) for i, (column, old, new) in changed.items()
     }
-    assert not any(k["missing_in_new"] or k["not_in_legacy"] for k in keys)
+    assert {k["difference"] for k in keys} == {"changed"}
+    assert "3 changed" in checksum.description and "differing_keys" in checksum.description
     untouched = check_results(spec, resources, NEXT)
     assert all(e.passed for e in untouched.values()) and len(untouched) == 2
+
+
+def test_a_lost_row_fails_the_count_naming_its_key_and_a_changed_one_does_not(legacy, resources):
+    """The count check counts rows: one lost fails it with its key named; one changed is
+    the checksum's alone (both name their keys)."""
+    spec = legacy_spec()
+    copy(legacy, spec, DAY)
+    execute(legacy, "DELETE FROM orders WHERE id = 2")
+    execute(legacy, "UPDATE orders SET note = 'changed' WHERE id = 6")
+    found = check_results(spec, resources, DAY)
+    count, checksum = found["per_second_count_parity"], found["per_second_checksum_parity"]
+    assert not count.passed and count.metadata["mismatched_seconds"].value == 1
+    (lost,) = count.metadata["differing_keys"].value
+    assert (lost["key"], lost["difference"], lost["new"]) == ({"id": "2"}, "missing", {})
+    assert count.description.startswith("table01 -> orders: 1 row(s) missing and 0 extra")
+    keys = {k["key"]["id"]: k for k in checksum.metadata["differing_keys"].value}
+    assert {i: k["difference"] for i, k in keys.items()} == {"2": "missing", "6": "changed"}
+    assert keys["6"]["new"] == {"note": "changed"} and keys["6"]["legacy"]["note"] != "changed"
+    assert "1 changed, 1 missing" in checksum.description
 
 
 def test_the_widened_values_hash_alike_and_a_lost_or_added_row_is_a_difference(legacy):
@@ -194,9 +214,9 @@ def test_the_widened_values_hash_alike_and_a_lost_or_added_row_is_a_difference(l
         seconds = sums.differing_seconds()
         found = drill_down(conn, spec, DAY, seconds, key)
     assert len(seconds) == 2
-    assert {(k["key"]["id"], k["missing_in_new"], k["not_in_legacy"]) for k in found} == {
-        ("2", True, False),
-        ("1000", False, True),
+    assert {(k["key"]["id"], k["difference"]) for k in found} == {
+        ("2", "missing"),
+        ("1000", "extra"),
     }
 
 

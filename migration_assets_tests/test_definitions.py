@@ -33,6 +33,7 @@ def test_module_defs_have_contract_keys_and_daily_utc_partitions():
         "aurora_temp_table",
         "target_table",
         "bigint_table_copy",
+        "migration_proof",  # unpartitioned: the report over every day
     }
     partitions = defs.resolve_assets_def("dynamodb_export").partitions_def
     assert isinstance(partitions, dg.DailyPartitionsDefinition)
@@ -56,6 +57,7 @@ def test_one_spec_keeps_every_name_of_today(tmp_path, monkeypatch):
             "aurora_temp_table",
             "target_table",
             "bigint_table_copy",
+            "migration_proof",
         },
         "checks": {
             "parquet_partitions:per_second_count_parity",
@@ -75,9 +77,9 @@ def test_one_spec_keeps_every_name_of_today(tmp_path, monkeypatch):
             "bigint_cutover",
             "bigint_change_capture",
         },
-        "sensors": {"dynamodb_export_sensor"},
+        "sensors": {"dynamodb_export_sensor", "migration_proof_sensor"},
         "schedules": {"live_days_schedule", "bigint_change_capture_schedule"},
-        "groups": {"dynamodb", "aurora"},
+        "groups": {"dynamodb", "aurora", "proof"},
     }
     for setting in (None, str(EXAMPLE_SPEC)):
         if setting is None:
@@ -187,9 +189,10 @@ def test_every_asset_shares_one_backfill_policy():
 
     from migration_assets.defs.partitions import DAYS_PER_RUN
 
-    policies = {
+    policies = {  # of the partitioned ones (migration_proof is one report over every day)
         key.to_user_string(): defs.resolve_assets_def(key).backfill_policy
         for key in defs.resolve_all_asset_keys()
+        if defs.resolve_assets_def(key).partitions_def is not None
     }
     assert set(policies) >= {"dynamodb_export", "bigint_table_copy", "target_table"}
     assert set(policies.values()) == {dg.BackfillPolicy.multi_run(DAYS_PER_RUN)}

@@ -313,8 +313,8 @@ def test_every_statement_sent_lints_clean_for_mysql8(db8):
                 facts = merged_day(conn, spec, day, method="join")
                 merged_second_counts(conn, spec, day, facts)
                 second = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()) + 1
-                differing_keys(conn, spec, day, second)
-                unstaged_rows(conn, spec, day, second)
+                differing_keys(conn, spec, day, [second])
+                unstaged_rows(conn, spec, day, [second])
             clean_days(conn, spec, today + dt.timedelta(days=90))
         with conn.cursor() as cur:  # the BIGINT copy of a legacy table, its tail
             cur.execute(f"{TEST} SET SESSION sql_mode = ''")

@@ -26,9 +26,10 @@ from migration_assets_tests.helpers import (
 def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db, connections, method):
     """Before the merge: (1,1) matches with another tier, (2,1) is a delete whose row is still
     there, (8,8) no staged row has; (1,2) and (4,4) are not in the target yet. On several
-    connections the join or the scans are cut into ranges: the same facts. The join counts a
-    put held with other values as missing; the scans (`auto` here) count the target's rows
-    of the day and leave values to the checksums: both see the deleted and the unstaged row."""
+    connections the join or the scans are cut into ranges: the same facts. Both count rows
+    and leave values to the checksums (a put held with other values is there, not missing):
+    the join the staged puts the target holds, the scans (`auto` here) the target's rows of
+    the day; both see the deleted and the unstaged row."""
     from migration_assets.mysql.seconds import (
         merged_day,
         merged_second_counts,
@@ -52,8 +53,8 @@ def test_merged_counts_see_rows_the_staged_puts_do_not_account_for(mysql_db, con
         )
     assert facts.method == found.method == ("scans" if method == "auto" else "join")
     assert facts.staged == staged  # the same pass also counts the staged puts
-    held_elsewhere = {start + 10: 1} if method == "auto" else {}  # (1,1), still bronze
-    assert before == {**held_elsewhere, start + 30: 1, start + 50: 1}
+    held = {start + 10: 1}  # (1,1), still bronze: a row all the same
+    assert before == {**held, start + 30: 1, start + 50: 1}
     assert before != found.staged and after != facts.staged
     assert after == {**staged, start + 50: staged[start + 50] + 1}  # (8,8) is still extra
 

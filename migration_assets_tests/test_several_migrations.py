@@ -57,8 +57,8 @@ def test_a_folder_gives_each_migration_its_prefix_group_and_names_and_one_pool(t
     defs = build_code_location(migrations)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {f"orders/{s}" for s in (*STAGES, "bigint_table_copy")} | {
-        f"shipments/{s}" for s in STAGES
+    assert keys == {f"orders/{s}" for s in (*STAGES, "bigint_table_copy", "migration_proof")} | {
+        f"shipments/{s}" for s in (*STAGES, "migration_proof")
     }
     assert {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()} == {
         key: key.split("/")[0] for key in keys
@@ -85,7 +85,9 @@ def test_a_folder_gives_each_migration_its_prefix_group_and_names_and_one_pool(t
     }
     assert {s.name for s in defs.sensors} == {
         "orders__dynamodb_export_sensor",
+        "orders__migration_proof_sensor",
         "shipments__dynamodb_export_sensor",
+        "shipments__migration_proof_sensor",
     }
     assert {s.name for s in defs.schedules} == {
         "orders__live_days_schedule",
@@ -290,8 +292,15 @@ def test_dg_lists_and_checks_the_code_location(repo_root, tmp_path):
     listed = _dg(["list", "defs", "--json"], repo_root)
     assert listed.returncode == 0, listed.stderr[-3000:]
     found = json.loads(listed.stdout)
-    assert {a["asset_key"] for a in found["assets"]} == {*STAGES, "bigint_table_copy"}
-    assert {s["name"] for s in found["sensors"]} == {"dynamodb_export_sensor"}
+    assert {a["asset_key"] for a in found["assets"]} == {
+        *STAGES,
+        "bigint_table_copy",
+        "migration_proof",
+    }
+    assert {s["name"] for s in found["sensors"]} == {
+        "dynamodb_export_sensor",
+        "migration_proof_sensor",
+    }
     assert "per_second_count_parity" in {c["name"] for c in found["asset_checks"]}
     folder = spec_folder(tmp_path, *documents())
     listed = _dg(["list", "defs", "--json"], repo_root, MIGRATION_SPEC=str(folder))
@@ -346,9 +355,9 @@ def test_dg_scaffolds_lists_and_checks_components_and_refuses_a_conflict(repo_ro
     listed = _dg(["list", "defs", "--json"], root, **env)
     assert listed.returncode == 0, listed.stderr[-3000:]
     found = json.loads(listed.stdout)
-    assert {a["asset_key"] for a in found["assets"]} == {f"invoices/{s}" for s in STAGES} | {
-        f"orders/{s}" for s in (*STAGES, "bigint_table_copy")
-    }
+    assert {a["asset_key"] for a in found["assets"]} == {
+        f"invoices/{s}" for s in (*STAGES, "migration_proof")
+    } | {f"orders/{s}" for s in (*STAGES, "bigint_table_copy", "migration_proof")}
     assert "orders__bigint_cutover" in {j["name"] for j in found["jobs"]}
     # a third component writing orders' target: refused, both files named
     clash = copy.deepcopy(component)

@@ -72,11 +72,22 @@ def test_assets_from_export_to_target(spec, mysql_db, s3_client, pipeline):
     )
     assert parity.metadata["observed_rows"].value == manifest.rows
 
-    # a row goes missing from the target: re-verify the day with the check alone
-    lost = fetch(mysql_db, "SELECT customer_id, order_id, created_at FROM orders LIMIT 1")[0]
+    # a row goes missing from the target and another's value changes, in other seconds:
+    # re-verify the day with its checks alone
+    lost, changed = fetch(
+        mysql_db,
+        "SELECT customer_id, order_id, created_at FROM orders WHERE loyalty_tier IS NOT NULL "
+        "ORDER BY created_at LIMIT 2",
+    )
+    assert lost[2] != changed[2]
     with connection(mysql_db) as conn, conn.cursor() as cur:
         cur.execute(
             "DELETE FROM orders WHERE customer_id = %s AND order_id = %s AND created_at = %s", lost
+        )
+        cur.execute(
+            "UPDATE orders SET loyalty_tier = 'tampered' "
+            "WHERE customer_id = %s AND order_id = %s AND created_at = %s",
+            changed,
         )
         conn.commit()
     recheck = dg.materialize(
@@ -86,24 +97,29 @@ def test_assets_from_export_to_target(spec, mysql_db, s3_client, pipeline):
         resources=resources,
         raise_on_error=False,
     )
-    (failed,) = [
-        e
-        for e in recheck.get_asset_check_evaluations()
-        if e.check_name == "per_second_count_parity"
-    ]
-    assert not failed.passed
+    found = {e.check_name: e for e in recheck.get_asset_check_evaluations()}
+    failed = found["per_second_count_parity"]  # rows counted: the changed row is there
+    assert not failed.passed and failed.metadata["compared_by"].value == "join"
+    assert failed.metadata["observed_rows"].value == manifest.rows - 1
     assert failed.metadata["mismatched_seconds"].value == 1
     (mismatch,) = failed.metadata["first_mismatches"].value
     second = lost[2].replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert mismatch["second"] == second and mismatch["expected"] == mismatch["observed"] + 1
-    (checksum,) = [
-        e
-        for e in recheck.get_asset_check_evaluations()
-        if e.check_name == "per_second_checksum_parity"
-    ]
-    assert not checksum.passed
-    (drill,) = checksum.metadata["differing_keys_of_first_second"].value
-    assert drill["missing_in_target"] and drill["key"]["order_id"] == str(lost[1])
+    (named,) = failed.metadata["differing_keys"].value
+    assert named["difference"] == "missing" and named["key"]["order_id"] == str(lost[1])
+    assert failed.description.startswith("staging -> target: 1 row(s) missing and 0 extra")
+    assert second in failed.description
+    checksum = found["per_second_checksum_parity"]  # names both keys, each in its second
+    assert not checksum.passed and checksum.metadata["mismatched_seconds"].value == 2
+    drill = {k["difference"]: k for k in checksum.metadata["differing_keys"].value}
+    assert set(drill) == {"missing", "changed"}
+    assert drill["missing"]["key"]["order_id"] == str(lost[1])
+    assert drill["missing"]["second"] == second and drill["missing"]["target"] == {}
+    assert drill["changed"]["key"]["order_id"] == str(changed[1])
+    assert drill["changed"]["target"] == {"loyalty_tier": "tampered"}
+    assert drill["changed"]["staged"]["loyalty_tier"] not in (None, "tampered")
+    assert "1 changed, 1 missing" in checksum.description
+    assert "at most 100 keys" in checksum.metadata["differing_keys_bound"].value
 
 
 def test_count_parity_catches_a_row_added_to_the_target(spec, mysql_db, pipeline):
@@ -139,8 +155,10 @@ def test_count_parity_catches_a_row_added_to_the_target(spec, mysql_db, pipeline
     assert mismatch["second"] == "2023-01-01T12:00:00Z"
     assert mismatch["observed"] == mismatch["expected"] + 1
     assert not checksum.passed  # and its drill-down names the row no staged put accounts for
-    (intruder,) = checksum.metadata["differing_keys_of_first_second"].value
-    assert intruder["not_staged"] and not intruder["missing_in_target"]
+    (intruder,) = checksum.metadata["differing_keys"].value
+    assert intruder["difference"] == "extra" and intruder["second"] == "2023-01-01T12:00:00Z"
+    assert parity.metadata["differing_keys"].value == [intruder]
+    assert parity.description.startswith("staging -> target: 0 row(s) missing and 1 extra")
     assert intruder["key"]["order_id"] == "999999999"
     assert intruder["target"] == {"loyalty_tier": "intruder"}
 
@@ -171,8 +189,8 @@ def test_checksum_parity_catches_a_changed_value(mysql_db, pipeline):
     (checksum,) = recheck.get_asset_check_evaluations()
     assert not checksum.passed and checksum.metadata["mismatched_seconds"].value == 1
     assert checksum.metadata["compared_by"].value == "join"  # legacy rows share the target
-    (drill,) = checksum.metadata["differing_keys_of_first_second"].value
-    assert drill["key"]["order_id"] == str(changed[1]) and not drill["missing_in_target"]
+    (drill,) = checksum.metadata["differing_keys"].value
+    assert drill["key"]["order_id"] == str(changed[1]) and drill["difference"] == "changed"
     assert drill["target"] == {"loyalty_tier": "tampered"}
     assert drill["staged"]["loyalty_tier"] != "tampered"
 

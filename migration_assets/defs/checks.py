@@ -86,6 +86,7 @@ def _report_day(
             target_materialization_data=target,
             blocking=True,
             partition=day,
+            description=validation.description,
         )
     )
 
@@ -112,6 +113,7 @@ def _results(
         if len(per_day) == 1:
             ((day, validation),) = per_day.items()
             metadata = _metadata(day, validation)
+            description = validation.description
         else:
             for day, validation in per_day.items():
                 _report_day(context, check, day, validation, targets.get(day))
@@ -127,9 +129,20 @@ def _results(
                     }
                 ),
             }
+            failed = [d for d, v in per_day.items() if not v.passed]
+            description = (
+                f"{len(failed)} of {len(per_day)} days failed, the first {failed[0]}: "
+                f"{per_day[failed[0]].description}"
+                if failed
+                else None
+            )
         results.append(
             dg.AssetCheckResult(
-                asset_key=check.asset_key, check_name=check.name, passed=passed, metadata=metadata
+                asset_key=check.asset_key,
+                check_name=check.name,
+                passed=passed,
+                metadata=metadata,
+                description=description,
             )
         )
     return results

@@ -20,6 +20,8 @@ from .naming import SINGLE, Naming
 from .parquet.assets import build_parquet_partitions
 from .parquet.checks import build_parquet_checks
 from .partitions import daily_partitions
+from .proof.assets import build_migration_proof
+from .proof.sensors import build_proof_sensor
 from .resources import PipesParquetEngine, default_resources, parquet_engine_from_env
 from .schedules import build_live_schedule
 
@@ -48,9 +50,14 @@ def migration_definitions(spec: MigrationSpec, naming: Naming = SINGLE) -> dg.De
     definitions = build_assets(spec, parquet_engine_from_env(), naming)
     asset_keys = [d.key for d in definitions if not isinstance(d, dg.AssetChecksDefinition)]
     legacy_jobs = build_legacy_jobs(spec, naming) if spec.legacy_copy else []
+    check_keys = [k for d in definitions for k in d.check_keys]
+    proof = build_migration_proof(spec, daily_partitions(spec), asset_keys, check_keys, naming)
     return dg.Definitions(
-        assets=definitions,
-        sensors=[build_export_sensor(spec, daily_partitions(spec), asset_keys, naming)],
+        assets=[*definitions, proof],
+        sensors=[
+            build_export_sensor(spec, daily_partitions(spec), asset_keys, naming),
+            build_proof_sensor(proof.key, asset_keys, naming.name("migration_proof_sensor")),
+        ],
         schedules=[
             build_live_schedule(spec, asset_keys, naming),
             *build_capture_schedules(spec, legacy_jobs, naming),

@@ -156,3 +156,15 @@ def cover_day(day: dt.date, exports: list[ExportManifest]) -> DayCoverage:
         complete=covered_until >= end,
         gap_after=format_timestamp(gap) if gap else None,
     )
+
+
+def chain_item_counts(exports: list[ExportManifest]) -> tuple[list[str], int, int] | None:
+    """What DynamoDB says the newest full export and its incremental chain hold: their ids,
+    the full export's item count and the incrementals' (None without a full export)."""
+    fulls = [m for m in exports if not m.summary.is_incremental and m.summary.export_time]
+    if not fulls:
+        return None
+    full = max(fulls, key=lambda m: m.summary.export_time)
+    chain = incremental_chain(full, exports)[0]
+    ids = [full.summary.export_id, *(m.summary.export_id for m in chain)]
+    return ids, full.summary.item_count, sum(m.summary.item_count for m in chain)

@@ -10,8 +10,8 @@ hash is taken off the legacy side. Each side is one grouped pass over the time i
 into time windows that run on parallel connections (`mysql/parallel.py`), each read along
 the primary key when the window's ids are dense.
 
-A difference is drilled down to keys: the rows of the first differing seconds are read on
-both sides and compared value by value (by their QUOTEd text, as the hash sees them).
+A difference is drilled down to keys: the rows of the differing seconds (up to a bound) are
+read on both sides and compared value by value (by their QUOTEd text, as the hash sees them).
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from .catalog import SchemaConflictError, table_columns
 from .legacy import LegacyKey, day_window, tombstones_table
 from .parallel import Connect, run_on_connections
 from .seconds import (
+    _SECOND,
+    DRILL_KEYS,
+    DRILL_SECONDS,
     _bucket,
     _grouped_rows,
     _sum_by,
@@ -38,8 +41,7 @@ from .seconds import (
     row_hash,
 )
 
-DRILL_SECONDS = 5  # differing seconds whose rows are read and compared
-DRILL_KEYS = 20  # differing keys reported, at most
+_BATCH = 200  # differing seconds read per query of each side
 
 
 @dataclass(frozen=True)
@@ -167,18 +169,34 @@ def day_checksums(
     )
 
 
-def _second_rows(
-    conn: Any, table: str, alias_where: str, columns: tuple[str, ...], pk: str, params: tuple
-) -> dict[Any, tuple[tuple, tuple]]:
-    """{key: (values, QUOTEd values)} of a table's rows matching the condition."""
+def _rows_of_seconds(
+    conn: Any,
+    table: str,
+    when: str,
+    seconds: list[int],
+    columns: tuple[str, ...],
+    pk: str,
+    extra: str = "",
+    params: tuple = (),
+) -> dict[Any, tuple[int, tuple, tuple]]:
+    """{key: (second, values, QUOTEd values)} of a table's rows in `seconds` (one range of
+    the time index, then the seconds themselves)."""
     listed = ", ".join(q(c) for c in columns)
     quoted = ", ".join(f"QUOTE({q(c)})" for c in columns)
+    second = _SECOND.format(column=when)
+    start = dt.datetime.fromtimestamp(seconds[0], dt.UTC).replace(tzinfo=None)
+    end = dt.datetime.fromtimestamp(seconds[-1] + 1, dt.UTC).replace(tzinfo=None)
+    among = ", ".join(str(int(s)) for s in seconds)
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT {q(pk)}, {listed}, {quoted} FROM {q(table)} WHERE {alias_where}", params
+            f"SELECT {q(pk)}, {second}, {listed}, {quoted} FROM {q(table)} "
+            f"WHERE {when} >= %s AND {when} < %s AND {second} IN ({among}){extra}",
+            (start, end, *params),
         )
         width = len(columns)
-        return {row[0]: (row[1 : 1 + width], row[1 + width :]) for row in cur.fetchall()}
+        return {
+            row[0]: (int(row[1]), row[2 : 2 + width], row[2 + width :]) for row in cur.fetchall()
+        }
 
 
 def drill_down(
@@ -190,49 +208,57 @@ def drill_down(
     *,
     limit: int = DRILL_KEYS,
 ) -> list[dict[str, Any]]:
-    """The keys behind the first `DRILL_SECONDS` differing seconds (at most `limit`), with
-    both sides' values of the columns that differ: `missing_in_new` for a legacy row the new
-    table lacks, `not_in_legacy` for a copied row the legacy table does not hold there."""
+    """The keys behind the differing seconds (the first `DRILL_SECONDS`, read `_BATCH` at a
+    time on each side), at most `limit`, first seconds first, with both sides' values of the
+    columns that differ: `missing` for a legacy row the new table lacks, `extra` for a
+    copied row the legacy table does not hold there, `changed` for other values."""
     assert spec.legacy_copy is not None
     columns = compared_columns(conn, spec)
     when = q(spec.legacy_copy.time_column)
     tombstoned = _tombstoned_ids(conn, spec, day)
     found: list[dict[str, Any]] = []
-    for second in seconds[:DRILL_SECONDS]:
-        start = dt.datetime.fromtimestamp(second, dt.UTC).replace(tzinfo=None)
-        window = (start, start + dt.timedelta(seconds=1))
-        within = f"{when} >= %s AND {when} < %s"
-        legacy = _second_rows(
-            conn, spec.legacy_copy.source_table, within, columns, key.column, window
+    chosen = seconds[:DRILL_SECONDS]
+    for low in range(0, len(chosen), _BATCH):
+        batch = chosen[low : low + _BATCH]
+        legacy = _rows_of_seconds(
+            conn, spec.legacy_copy.source_table, when, batch, columns, key.column
         )
-        copied = _second_rows(
+        copied = _rows_of_seconds(
             conn,
             spec.mysql.target_table,
-            f"{within} AND {q(key.column)} <= %s",
+            when,
+            batch,
             columns,
             key.column,
-            (*window, key.limit),
+            f" AND {q(key.column)} <= %s",
+            (key.limit,),
         )
-        for pk in sorted(set(legacy) | set(copied)):
+        for pk in sorted(
+            set(legacy) | set(copied), key=lambda k: ((legacy.get(k) or copied[k])[0], k)
+        ):
             if pk in tombstoned and pk not in copied:
                 continue  # deleted on purpose by the merge
             old, new = legacy.get(pk), copied.get(pk)
-            if old is not None and new is not None and old[1] == new[1]:
+            if old is not None and new is not None and old[2] == new[2]:
                 continue
-            entry: dict[str, Any] = {
-                "second": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "key": {key.column: str(pk)},
-                "missing_in_new": new is None,
-                "not_in_legacy": old is None,
-            }
             shown = [
                 i
                 for i in range(len(columns))
-                if old is None or new is None or old[1][i] != new[1][i]
+                if old is None or new is None or old[2][i] != new[2][i]
             ]
-            entry["legacy"] = {columns[i]: _shown(old[0][i]) for i in shown} if old else {}
-            entry["new"] = {columns[i]: _shown(new[0][i]) for i in shown} if new else {}
-            found.append(entry)
+            found.append(
+                {
+                    "second": iso_second((old or new)[0]),  # type: ignore[index]
+                    "key": {key.column: str(pk)},
+                    "difference": "missing"
+                    if new is None
+                    else "extra"
+                    if old is None
+                    else "changed",
+                    "legacy": {columns[i]: _shown(old[1][i]) for i in shown} if old else {},
+                    "new": {columns[i]: _shown(new[1][i]) for i in shown} if new else {},
+                }
+            )
             if len(found) >= limit:
                 return found
     return found

@@ -215,8 +215,8 @@ class MergedDay:
     judged on it (`merged_day`)."""
 
     staged: SecondCounts  # staged puts, per staged second
-    merged: SecondCounts  # join: of those, held by the target with the merged values;
-    #                       scans: the target's rows of the day (each must be a staged put)
+    merged: SecondCounts  # join: of those, held by the target (a row, whatever its values:
+    #                       they are the checksums'); scans: the target's rows of the day
     found_in_day: SecondCounts  # join: per target second within the day, rows a put found
     staged_checksums: SecondCounts  # sum of the staged puts' row hashes (what must be there)
     target_checksums: SecondCounts  # the same of the target rows at those keys (scans: of the day)
@@ -314,7 +314,6 @@ def _joined_day(
     (the count check reports the unmatched ones)."""
     staged, target = _event_bucket(spec, "s."), _event_bucket(spec, "t.")
     matched = f"t.{q(spec.mysql.key[0])} IS NOT NULL"  # key columns are NOT NULL in the target
-    same = " AND ".join(f"t.{q(u)} <=> s.{q(u)}" for u in spec.mysql.update_columns) or "TRUE"
     columns = checksum_columns(spec)
     staged_hash = row_hash("s", columns)
     if spec.mysql.mode == "update_only":
@@ -322,8 +321,8 @@ def _joined_day(
     target_hash = f"IF({matched}, {row_hash('t', columns)}, NULL)"
     join = (
         f"SELECT {staged.select} AS c0, {target.select} AS c1, COUNT(*) AS c2, "
-        f"SUM({matched} AND {same}) AS c3, SUM({matched}) AS c4, {hash_sum(staged_hash)} AS c5, "
-        f"{hash_sum(target_hash)} AS c6 FROM {q(spec.mysql.temp_table)} s "
+        f"SUM({matched}) AS c3, {hash_sum(staged_hash)} AS c4, "
+        f"{hash_sum(target_hash)} AS c5 FROM {q(spec.mysql.temp_table)} s "
         f"LEFT JOIN {q(spec.mysql.target_table)} t ON {key_join(spec)} "
         f"WHERE s.{q(DAY)} = %s AND s.{q(SEQ)} BETWEEN %s AND %s AND s.{q(CHANGE)} = 'put' "
         f"GROUP BY {staged.group}, {target.group}"
@@ -333,21 +332,21 @@ def _joined_day(
         spec,
         day,
         join,
-        7,
+        6,
         connect=connect,
         connections=connections,
         # every target row of the day must be staged: count them on a connection meanwhile
         alongside=(lambda on: _target_day_counts(on, spec, day)) if exclusive(spec) else None,
     )
-    second, target_second, found = rows[:, 0], rows[:, 1], rows[:, 4]
+    second, target_second, found = rows[:, 0], rows[:, 1], rows[:, 3]
     seconds = day_seconds(day)
     in_day = (found > 0) & (target_second >= seconds.start) & (target_second < seconds.stop)
     return MergedDay(
         staged=_sum_by(second, rows[:, 2]),
-        merged=_sum_by(second, rows[:, 3]),
+        merged=_sum_by(second, found),
         found_in_day=_sum_by(target_second[in_day], found[in_day]),
-        staged_checksums=_sum_by(second, rows[:, 5]),
-        target_checksums=_sum_by(second, rows[:, 6]),
+        staged_checksums=_sum_by(second, rows[:, 4]),
+        target_checksums=_sum_by(second, rows[:, 5]),
         target_in_day=target_in_day,
     )
 
@@ -355,8 +354,9 @@ def _joined_day(
 def merged_second_counts(
     conn: Any, spec: MigrationSpec, day: dt.date, facts: MergedDay
 ) -> SecondCounts:
-    """Staged puts of the day that the target holds with the merged values, per second
-    (compared by `scans`: the target's rows of the day, whose values the checksums judge).
+    """Staged puts of the day that the target holds a row for, per second (compared by
+    `scans`: the target's rows of the day): rows are counted, a row whose values differ is
+    not missing (the checksums judge values).
 
     When the target's rows of the day come only from the staged puts (`exclusive`), any
     other target row of the day (one added, or a deleted row still present) is counted too
@@ -492,13 +492,29 @@ def checksum_columns(spec: MigrationSpec) -> tuple[str, ...]:
     return tuple(spec.mysql.key) + tuple(spec.mysql.update_columns)
 
 
+DRILL_KEYS = 100  # keys a drill-down names, at most (stated in the check's metadata)
+DRILL_SECONDS = 1_000  # mismatching seconds a drill-down reads, at most (the first ones)
+
+
+def _iso(second: int) -> str:
+    return dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _in_seconds(column: str, seconds: list[int]) -> str:
+    """`column`'s second is one of `seconds` (a literal list of ints: no parameters)."""
+    listed = ", ".join(str(int(s)) for s in seconds)
+    return f"{_SECOND.format(column=column)} IN ({listed})"
+
+
 def differing_keys(
-    conn: Any, spec: MigrationSpec, day: dt.date, second: int, limit: int = 20
+    conn: Any, spec: MigrationSpec, day: dt.date, seconds: list[int], limit: int = DRILL_KEYS
 ) -> list[dict[str, Any]]:
-    """Drill-down for one mismatching second: staged puts whose target row is missing or
-    holds other merged values, with both sides' values."""
+    """Drill-down for the mismatching seconds (the first `DRILL_SECONDS`), in one pass over
+    the day's staged puts: those whose target row is `missing` or `changed` (other merged
+    values), with both sides' values, first seconds first, at most `limit`."""
+    if not seconds:
+        return []
     event = q(spec.event_time_column.column)
-    join = key_join(spec)
     differs = " OR ".join(
         [f"t.{q(spec.mysql.key[0])} IS NULL"]
         + [f"NOT (t.{q(u)} <=> s.{q(u)})" for u in spec.mysql.update_columns]
@@ -506,71 +522,81 @@ def differing_keys(
     keys = ", ".join(f"s.{q(k)}" for k in spec.mysql.key)
     staged = ", ".join(f"s.{q(u)}" for u in spec.mysql.update_columns)
     merged = ", ".join(f"t.{q(u)}" for u in spec.mysql.update_columns)
-    selected = ", ".join(filter(None, [keys, staged, merged, f"t.{q(spec.mysql.key[0])} IS NULL"]))
+    second = _SECOND.format(column=f"s.{event}")
+    selected = ", ".join(
+        filter(None, [second, keys, staged, merged, f"t.{q(spec.mysql.key[0])} IS NULL"])
+    )
     with conn.cursor() as cur:
         cur.execute(
             f"SELECT {selected} FROM {q(spec.mysql.temp_table)} s "
-            f"LEFT JOIN {q(spec.mysql.target_table)} t ON {join} "
+            f"LEFT JOIN {q(spec.mysql.target_table)} t ON {key_join(spec)} "
             f"WHERE s.{q(DAY)} = %s AND s.{q(CHANGE)} = 'put' "
-            f"AND {_SECOND.format(column=f's.{event}')} = %s AND ({differs}) "
-            f"LIMIT {int(limit)}",
-            (day, second),
+            f"AND {_in_seconds(f's.{event}', seconds[:DRILL_SECONDS])} AND ({differs}) "
+            f"ORDER BY 1 LIMIT {int(limit)}",
+            (day,),
         )
         rows = cur.fetchall()
-    updates = spec.mysql.update_columns
+    updates, width = spec.mysql.update_columns, len(spec.mysql.key)
     result = []
     for row in rows:
-        key = dict(zip(spec.mysql.key, (str(v) for v in row[: len(spec.mysql.key)]), strict=True))
-        offset = len(spec.mysql.key)
-        staged_values = row[offset : offset + len(updates)]
-        merged_values = row[offset + len(updates) : offset + 2 * len(updates)]
+        staged_values = row[1 + width : 1 + width + len(updates)]
+        merged_values = row[1 + width + len(updates) : 1 + width + 2 * len(updates)]
+        missing = bool(row[-1])
         result.append(
             {
-                "key": key,
-                "missing_in_target": bool(row[-1]),
-                "not_staged": False,
-                "staged": {u: str(v) for u, v in zip(updates, staged_values, strict=True)},
-                "target": {u: str(v) for u, v in zip(updates, merged_values, strict=True)},
+                "second": _iso(int(row[0])),
+                "key": dict(zip(spec.mysql.key, (str(v) for v in row[1 : 1 + width]), strict=True)),
+                "difference": "missing" if missing else "changed",
+                "staged": {u: _text(v) for u, v in zip(updates, staged_values, strict=True)},
+                "target": {}
+                if missing
+                else {u: _text(v) for u, v in zip(updates, merged_values, strict=True)},
             }
         )
     return result
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def unstaged_rows(
-    conn: Any, spec: MigrationSpec, day: dt.date, second: int, limit: int = 20
+    conn: Any, spec: MigrationSpec, day: dt.date, seconds: list[int], limit: int = DRILL_KEYS
 ) -> list[dict[str, Any]]:
-    """Drill-down for one mismatching second where every target row of the day must be a
-    staged put (`scans_suffice`): target rows of that second whose key no staged put of the
-    day has (a row added, or a deleted row left behind). Both sides' rows of the second are
-    read and compared here (the staging table has no index on the key to probe)."""
-    event = spec.event_time_column.column
+    """Drill-down where every target row of the day must be a staged put (`scans_suffice`):
+    target rows of the mismatching seconds (the first `DRILL_SECONDS`) whose key no staged
+    put of the day has (`extra`: a row added, or a deleted row left behind). Both sides'
+    rows of those seconds are read and compared here (the staging table has no index on the
+    key to probe)."""
+    if not seconds:
+        return []
+    event = q(spec.event_time_column.column)
     keys = ", ".join(q(k) for k in spec.mysql.key)
     updates = spec.mysql.update_columns
-    start = dt.datetime.fromtimestamp(second, dt.UTC).replace(tzinfo=None)
-    window = (start, start + dt.timedelta(seconds=1))
+    within = _in_seconds(event, seconds[:DRILL_SECONDS])
     with conn.cursor() as cur:
         cur.execute(
             f"SELECT {keys} FROM {q(spec.mysql.temp_table)} WHERE {q(DAY)} = %s "
-            f"AND {q(CHANGE)} = 'put' AND {q(event)} >= %s AND {q(event)} < %s",
-            (day, *window),
+            f"AND {q(CHANGE)} = 'put' AND {within}",
+            (day,),
         )
         staged = {tuple(row) for row in cur.fetchall()}
-        selected = ", ".join([keys, *(q(u) for u in updates)])
-        cur.execute(
+        selected = ", ".join([_SECOND.format(column=event), keys, *(q(u) for u in updates)])
+        cur.execute(  # the day's window first: the target's day partition, or its index
             f"SELECT {selected} FROM {q(spec.mysql.target_table)} "
-            f"WHERE {q(event)} >= %s AND {q(event)} < %s",
-            window,
+            f"WHERE {event} >= %s AND {event} < %s AND {within} ORDER BY 1",
+            (day, day + dt.timedelta(days=1)),
         )
         rows = cur.fetchall()
     width = len(spec.mysql.key)
     return [
         {
-            "key": dict(zip(spec.mysql.key, (str(v) for v in row[:width]), strict=True)),
-            "missing_in_target": False,
-            "not_staged": True,
+            "second": _iso(int(row[0])),
+            "key": dict(zip(spec.mysql.key, (str(v) for v in row[1 : 1 + width]), strict=True)),
+            "difference": "extra",
             "staged": {},
-            "target": {u: str(v) for u, v in zip(updates, row[width:], strict=True)},
+            "target": {u: _text(v) for u, v in zip(updates, row[1 + width :], strict=True)},
         }
         for row in rows
-        if tuple(row[:width]) not in staged
+        if tuple(row[1 : 1 + width]) not in staged
     ][:limit]

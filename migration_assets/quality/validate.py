@@ -30,6 +30,7 @@ class Validation:
     summary: dict[str, Any]
     details: list[dict[str, Any]] = field(default_factory=list)
     pending: tuple[str, Any] | None = None  # (expectation kind, frame) GE still has to see
+    description: str | None = None  # what is wrong, in one sentence (None when it passed)
 
 
 BATCH = "_batch"
@@ -164,10 +165,23 @@ def second_count_parity(
         for row in mismatched.head(FIRST_MISMATCHES).itertuples()
     ]
     pending = ("pair", frame) if seconds else None  # an empty day on both sides: nothing lost
-    validation = Validation(mismatched.empty, summary, details, pending)
+    description = None if mismatched.empty else _what_differs(what, unit, mismatched, len(frame))
+    validation = Validation(mismatched.empty, summary, details, pending, description)
     if not deferred:
         validate_all([validation])
     return validation
+
+
+def _what_differs(what: str, unit: str, mismatched: Any, seconds: int) -> str:
+    """One sentence for the UI: how many rows are missing or extra (counts), or in how many
+    seconds the sums differ (checksums), and where it starts."""
+    first = _iso(int(mismatched["second"].iloc[0]))
+    where = f"{len(mismatched)} of {seconds} seconds differ, the first at {first}"
+    if unit != "rows":
+        return f"{what}: the {unit} sums differ in {where}."
+    gap = mismatched["expected"] - mismatched["observed"]
+    missing, extra = int(gap.clip(lower=0).sum()), int((-gap).clip(lower=0).sum())
+    return f"{what}: {missing} row(s) missing and {extra} extra; {where}."
 
 
 BIGINT_TYPES = ("bigint", "int64")
@@ -181,10 +195,12 @@ def bigint_ids(types: dict[str, str | None], where: str, *, deferred: bool = Fal
         {"column": list(types), "type": [t or "(missing)" for t in types.values()]}
     )
     wrong = {name: t or "(missing)" for name, t in types.items() if t not in BIGINT_TYPES}
+    shown = ", ".join(f"{name} ({t})" for name, t in wrong.items())
     validation = Validation(
         not wrong,
         {"checked": where, "id_columns": list(types), "not_bigint": wrong},
         pending=("in_set", frame) if len(frame) else None,
+        description=f"{where}: id columns not BIGINT: {shown}." if wrong else None,
     )
     if not deferred:
         validate_all([validation])

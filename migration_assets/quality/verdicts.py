@@ -13,10 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any
 
+from ..days import SecondCounts
 from ..mysql.catalog import table_columns
 from ..mysql.copy_checksum import day_checksums, drill_down
 from ..mysql.legacy import LegacyKey
 from ..mysql.seconds import (
+    DRILL_KEYS,
+    DRILL_SECONDS,
     copied_second_counts,
     differing_keys,
     legacy_second_counts,
@@ -105,12 +108,35 @@ def staged_parity(
     return verdicts
 
 
+def _mismatching(*pairs: tuple[SecondCounts, SecondCounts]) -> list[int]:
+    """The seconds where any pair of per-second facts differs, in order."""
+    return sorted({s for a, b in pairs for s in set(a) | set(b) if a.get(s, 0) != b.get(s, 0)})
+
+
+def named_keys(validation: Validation, keys: list[dict[str, Any]], seconds: int) -> None:
+    """Record a drill-down in a failed verdict's metadata, with its bound, and say in its
+    description how many keys of each kind it names."""
+    validation.summary["differing_keys"] = keys
+    validation.summary["differing_keys_bound"] = (
+        f"at most {DRILL_KEYS} keys, from the first {DRILL_SECONDS} of the {seconds} "
+        "mismatching seconds"
+    )
+    kinds: dict[str, int] = {}
+    for entry in keys:
+        kinds[entry["difference"]] = kinds.get(entry["difference"], 0) + 1
+    if validation.description and keys:
+        named = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        validation.description = (
+            f"{validation.description[:-1]}; keys named in differing_keys: {named}."
+        )
+
+
 def merged_parity(
     spec: MigrationSpec, day: dt.date, *, connect: Connect, connections: int = 1
 ) -> dict[str, Validation]:
-    """Both target checks on the same facts (`merged_day`: one join, or two scans): counts
-    per second, and row-hash sums per second with the differing keys of the first second
-    that differs."""
+    """Both target checks on the same facts (`merged_day`: one join, or two scans): rows
+    per second (a row whose values differ is not missing: values are the checksum's), and
+    row-hash sums per second; a failed one names the keys of its mismatching seconds."""
     with connect() as conn:
         facts = merged_day(conn, spec, day, connect=connect, connections=connections)
         observed = merged_second_counts(conn, spec, day, facts)
@@ -124,14 +150,20 @@ def merged_parity(
         )
         for validation in (counts, values):
             validation.summary["compared_by"] = facts.method
-        if values.details:
-            first = values.details[0]["second"]
-            moment = dt.datetime.strptime(first, "%Y-%m-%dT%H:%M:%SZ")
-            second = int(moment.replace(tzinfo=dt.UTC).timestamp())
-            drill = differing_keys(conn, spec, day, second)
-            if facts.method == "scans":  # the target's rows no staged put accounts for
-                drill += unstaged_rows(conn, spec, day, second)
-            values.summary["differing_keys_of_first_second"] = drill
+        seconds = _mismatching(
+            (facts.staged, observed), (facts.staged_checksums, facts.target_checksums)
+        )
+        if seconds:
+            drill = differing_keys(conn, spec, day, seconds)
+            if facts.method == "scans" or facts.target_in_day is not None:  # `exclusive`:
+                # the target's rows of the day that no staged put accounts for
+                drill = sorted(
+                    drill + unstaged_rows(conn, spec, day, seconds), key=lambda k: k["second"]
+                )[:DRILL_KEYS]
+            if not values.passed:
+                named_keys(values, drill, len(seconds))
+            if not counts.passed:  # the rows it counts: missing or extra, not changed
+                named_keys(counts, [k for k in drill if k["difference"] != "changed"], len(seconds))
     return {PARITY: counts, CHECKSUM: values}
 
 
@@ -142,8 +174,13 @@ def copy_parity(connect: Connect, spec: MigrationSpec, day: dt.date, key: Legacy
     with connect() as conn:
         expected = legacy_second_counts(conn, spec, day)
         observed = copied_second_counts(conn, spec, day, key)
-    where = f"{spec.legacy_copy.source_table} -> {spec.mysql.target_table}"
-    return second_count_parity(expected, observed, where, deferred=True)
+        where = f"{spec.legacy_copy.source_table} -> {spec.mysql.target_table}"
+        validation = second_count_parity(expected, observed, where, deferred=True)
+        if not validation.passed:  # the rows it counts: missing or extra, not changed
+            seconds = _mismatching((expected, observed))
+            keys = drill_down(conn, spec, day, seconds, key)
+            named_keys(validation, [k for k in keys if k["difference"] != "changed"], len(seconds))
+    return validation
 
 
 def copy_checksum_parity(
@@ -151,7 +188,7 @@ def copy_checksum_parity(
 ) -> Validation:
     """Row-hash sums per second of every legacy column (but the merged ones) of the legacy
     rows of the day against those the new table holds from them, with the differing keys and
-    both sides' values of the first differing seconds."""
+    both sides' values of the differing seconds (up to `named_keys`' bound)."""
     assert spec.legacy_copy is not None
     where = f"{spec.legacy_copy.source_table} -> {spec.mysql.target_table} values"
     with connect() as conn:
@@ -162,8 +199,8 @@ def copy_checksum_parity(
         validation.summary["rows_compared"] = sum(sums.legacy_rows.values())
         validation.summary["columns_compared"] = ", ".join(sums.columns)
         seconds = sums.differing_seconds()
-        if seconds:
-            validation.summary["differing_keys"] = drill_down(conn, spec, day, seconds, key)
+        if seconds and not validation.passed:
+            named_keys(validation, drill_down(conn, spec, day, seconds, key), len(seconds))
     return validation
 
 

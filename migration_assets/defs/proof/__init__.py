@@ -1,0 +1,1 @@
+"""The migration's proof for sign-off: one report over every day and every hop."""
