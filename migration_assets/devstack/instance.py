@@ -46,8 +46,10 @@ def masked(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc[0].split(":", 1)[0] + ":***@" + netloc[1]))
 
 
-def with_database(url: str, database: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + database))
+def sqlalchemy_url(url: str, database: str) -> str:
+    """The libpq URL `url` on `database`, for Dagster: SQLAlchemy 2.1 reads a bare
+    `postgresql://` as the psycopg 3 driver, and dagster-postgres ships psycopg2."""
+    return urlunsplit(urlsplit(url)._replace(scheme="postgresql+psycopg2", path="/" + database))
 
 
 def _connect(url: str, timeout_s: int = 3):
@@ -56,6 +58,15 @@ def _connect(url: str, timeout_s: int = 3):
     connection = psycopg2.connect(url, connect_timeout=timeout_s)
     connection.autocommit = True  # CREATE / DROP DATABASE cannot run in a transaction
     return connection
+
+
+def _execute(url: str, statement: str) -> None:
+    connection = _connect(url)  # not `with connection`: that opens a transaction (psycopg2 2.9)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
 
 
 def postgres_server(storage: Storage = "auto") -> str | None:
@@ -94,7 +105,7 @@ class InstanceDir:
     def environment(self) -> dict[str, str]:
         env = {"DAGSTER_HOME": str(self.home)}
         if self.database and self.server_url:
-            env[INSTANCE_URL_ENV] = with_database(self.server_url, self.database)
+            env[INSTANCE_URL_ENV] = sqlalchemy_url(self.server_url, self.database)
         return env
 
 
@@ -119,10 +130,8 @@ def create_instance(home: Path, storage: Storage = "auto", name: str | None = No
         database = f"dagster_{name or uuid.uuid4().hex[:12]}".lower()
         if not _DATABASE_NAME.match(database):
             raise InstanceStorageError(f"instance name {name!r}: letters, digits and _ only")
-        with _connect(server) as conn, conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-            cur.execute(f'CREATE DATABASE "{database}"')
-        conn.close()
+        _execute(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        _execute(server, f'CREATE DATABASE "{database}"')
     (home / "dagster.yaml").write_text(instance_yaml(postgres=database is not None))
     return InstanceDir(home, database, server)
 
@@ -130,7 +139,5 @@ def create_instance(home: Path, storage: Storage = "auto", name: str | None = No
 def remove_instance(instance: InstanceDir) -> None:
     """Drop the instance's database (sessions still connected are ended) and its directory."""
     if instance.database and instance.server_url:
-        with _connect(instance.server_url) as conn, conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{instance.database}" WITH (FORCE)')
-        conn.close()
+        _execute(instance.server_url, f'DROP DATABASE IF EXISTS "{instance.database}" WITH (FORCE)')
     shutil.rmtree(instance.home, ignore_errors=True)

@@ -1,0 +1,373 @@
+"""Benchmark: the three-year backfill on a deployed Dagster with PostgreSQL storage, while the
+daemon is SIGKILLed and started again, a run's worker is SIGKILLed and MariaDB restarts.
+
+End to end, as `bench/backfill.py` (the same seed, graph, checks and verification through the
+instance API), but Dagster runs as deployed (`devstack/deployment.py`: a code server, a
+webserver and a daemon, each its own process) on an instance of its own (`devstack/instance.py`:
+a fresh PostgreSQL database, or SQLite with `--storage sqlite`) with the shipped instance
+settings: run retries, run monitoring, pools. The backfill is launched as an operator would
+(GraphQL `launchPartitionBackfill`, all partitions, tags `dagster/max_retries` and
+`dagster/retry_strategy`), then the faults come one after the other, spread over the backfill
+(after 15 %, 40 % and 65 % of its runs succeeded, each while a run is at work):
+
+  daemon  SIGKILL the daemon (backfill, run queue, monitoring and retry daemons), start it again
+  worker  SIGKILL a run's worker process (and what it started) in the middle of the run
+  mysql   restart the throwaway MariaDB (clean shutdown, same data and port)
+
+Nothing else is done by hand. At the end: every partition of every asset materialized, every
+check of every partition passed against its latest materialization, no duplicate key in the
+target table (MySQL), the target's rows; the runs retried and why.
+
+    .venv/bin/python -m bench.chaos --days 1096 --items-per-day 2000 --storage postgres
+    .venv/bin/python -m bench.chaos --days 1096 --items-per-day 2000 --faults none --storage sqlite
+
+`--faults none` is the same backfill without faults (the baselines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from migration_assets.aws import aws_client, retry_config
+from migration_assets.devstack.deployment import Deployment
+from migration_assets.devstack.instance import InstanceDir, create_instance, remove_instance
+from migration_assets.devstack.mysql_server import start_throwaway_mysql
+from migration_assets.devstack.processes import free_loopback_port, stop_pid, wait_until
+from migration_assets.devstack.seed import seed
+from migration_assets.devstack.stack import StackState, start_stack, stop_stack
+from migration_assets.mysql.connection import connection
+from migration_assets.spec import MigrationSpec, parse_spec
+
+from .backfill import LAUNCH, TERMINAL, _copy_legacy_table, _graphql, _instance, _loaded, _verify
+from .backfill import _spec_data as backfill_spec_data
+
+FAULTS = ("daemon", "worker", "mysql")
+SHARES = (0.15, 0.40, 0.65)  # the n-th fault: after this share of the backfill's runs succeeded
+ASSETS = ("dynamodb_export", "parquet_partitions", "aurora_temp_table", "target_table")
+RETRY_TAGS = {"dagster/max_retries": "3", "dagster/retry_strategy": "FROM_FAILURE"}
+
+
+def _say(message: str) -> None:
+    print(f"[bench_chaos {dt.datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def restart_mysql(stack: StackState) -> float:
+    """Stop the stack's throwaway MariaDB cleanly and start it on the same data and port;
+    returns the seconds it was down. `stack.mysql_pid` is updated."""
+    assert stack.mysql_pid is not None and stack.mysql_dir is not None, "needs the throwaway"
+    started = time.monotonic()
+    stop_pid(stack.mysql_pid, timeout_s=60)
+    server = start_throwaway_mysql(Path(stack.mysql_dir), port=stack.mysql.port)
+    stack.mysql_pid = server.pid
+    return time.monotonic() - started
+
+
+@dataclass
+class Chaos:
+    """The faults still to come, each after its share of the backfill's runs succeeded."""
+
+    stack: StackState
+    deployment: Deployment
+    expected_runs: int
+    todo: list[str]
+    shares: tuple[float, ...] = SHARES
+    min_run_age_s: float = 5.0  # a fault hits a run at work, not one starting up
+    min_gap_s: float = 15.0  # nor the run the fault before hit
+    done: list[dict[str, Any]] = field(default_factory=list)
+    last_at: float = -math.inf
+
+    def threshold(self) -> int:
+        return math.ceil(self.expected_runs * self.shares[len(self.done)])
+
+    def step(self, instance: Any, backfill_id: str, started: float) -> None:
+        """Inject the next fault if its time has come (called every few seconds)."""
+        if not self.todo:
+            return
+        import dagster as dg
+
+        fault = self.todo[0]
+        runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        succeeded = sum(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        now = time.time()
+        busy = [
+            r
+            for r in runs
+            if r.dagster_run.status == dg.DagsterRunStatus.STARTED
+            and r.start_time is not None
+            and now - r.start_time >= self.min_run_age_s
+        ]
+        waited = time.monotonic() - self.last_at >= self.min_gap_s
+        if succeeded < self.threshold() or not busy or not waited:
+            return
+        note: dict[str, Any] = {
+            "fault": fault,
+            "at_seconds": round(time.monotonic() - started, 1),
+            "runs_succeeded_before": succeeded,
+            "runs_in_progress": len(busy),
+        }
+        if fault == "daemon":
+            note["killed_pid"] = self.deployment.kill_daemon()
+            time.sleep(5)  # a supervisor's restart delay
+            self.deployment.start_daemon()
+        elif fault == "worker":
+            workers = self.deployment.run_workers()
+            if not workers:
+                return  # between runs: try again at the next poll
+            note["killed_pids"] = self.deployment.kill_worker(workers[0])
+        elif fault == "mysql":
+            note["mysql_down_seconds"] = round(restart_mysql(self.stack), 1)
+        self.todo.pop(0)
+        self.done.append(note)
+        self.last_at = time.monotonic()
+        _say(f"fault injected: {note}")
+
+
+def _runs_summary(instance: Any, backfill_id: str) -> dict[str, Any]:
+    """The runs of the backfill: how many, how many were retries, step retries."""
+    import dagster as dg
+
+    records = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    retries = [r for r in records if "dagster/retry_number" in r.dagster_run.tags]
+    failed = [r for r in records if r.dagster_run.status == dg.DagsterRunStatus.FAILURE]
+    step_retries = 0
+    for record in records:
+        step_retries += len(
+            instance.all_logs(
+                record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY
+            )
+        )
+    return {
+        "runs": len(records),
+        "runs_retried": len(retries),
+        "runs_failed_then_retried": sum(
+            r.dagster_run.tags.get("dagster/will_retry") == "true" for r in failed
+        ),
+        "runs_failed_for_good": [
+            r.dagster_run.run_id
+            for r in failed
+            if r.dagster_run.tags.get("dagster/will_retry") != "true"
+        ],
+        "step_retries": step_retries,
+    }
+
+
+def _duplicates(stack: StackState, database: str, spec: Any) -> dict[str, int]:
+    key = ", ".join(f"`{c}`" for c in spec.mysql.key)
+    table = f"`{spec.mysql.target_table}`"
+    with connection(stack.mysql.with_database(database)) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM {table}")
+        rows = int(cur.fetchone()[0])
+        cur.execute(
+            f"SELECT COUNT(*) FROM (SELECT {key} FROM {table} GROUP BY {key} "
+            "HAVING COUNT(*) > 1) AS d"
+        )
+        duplicated = int(cur.fetchone()[0])
+    return {"target_rows": rows, "duplicated_keys": duplicated}
+
+
+@contextlib.contextmanager
+def own_instance(home: Path, storage: str, keep: bool = False) -> Iterator[InstanceDir]:
+    """A fresh instance (`devstack/instance.py`) whose variables this process has too (it
+    reads the runs), removed afterwards unless `keep`."""
+    instance_dir = create_instance(home, storage)  # type: ignore[arg-type]
+    saved = {k: os.environ.get(k) for k in (*instance_dir.environment(), "MIGRATION_SPEC")}
+    os.environ.update(instance_dir.environment())
+    try:
+        yield instance_dir
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if not keep:
+            remove_instance(instance_dir)
+
+
+def _launch(base: str, spec: MigrationSpec) -> str:
+    """Every partition of every asset, as the UI's "Materialize all" sends it, with the run
+    retry tags an operator sets in the launch dialog."""
+    selection = [{"path": [key]} for key in ASSETS]
+    if spec.legacy_copy is not None:
+        selection.append({"path": ["bigint_table_copy"]})
+    tags = [{"key": k, "value": v} for k, v in RETRY_TAGS.items()]
+    params = {"assetSelection": selection, "allPartitions": True, "tags": tags}
+    launched = _graphql(base, LAUNCH, {"params": params})["launchPartitionBackfill"]
+    if launched["__typename"] != "LaunchBackfillSuccess":
+        raise RuntimeError(f"backfill not launched: {launched}")
+    return launched["backfillId"]
+
+
+def run_backfill(
+    stack: StackState,
+    spec_data: dict[str, Any],
+    work: Path,
+    *,
+    storage: str = "auto",
+    faults: tuple[str, ...] = FAULTS,
+    shares: tuple[float, ...] = SHARES,
+    days_per_run: int = 30,
+    timeout_s: float = 3_600,
+    keep_instance: bool = False,
+) -> dict[str, Any]:
+    """One backfill of every partition with `faults`; its verified outcome. The legacy table
+    is in the stack's own database (where `seed` wrote it)."""
+    spec = parse_spec(spec_data)
+    spec_path = work / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec_data))
+    database = f"chaos_{os.getpid()}_{int(time.time())}"
+    _copy_legacy_table(stack, spec, database)
+    assert spec.partitions.end is not None
+    days = (spec.partitions.end - spec.partitions.start).days
+    with own_instance(work / "dagster_home", storage, keep_instance) as instance_dir:
+        env = {
+            **os.environ,
+            **stack.environment(),
+            "MIGRATION_MYSQL_URL": stack.mysql.with_database(database).url,
+            "MIGRATION_SPEC": str(spec_path),
+            "MIGRATION_DAYS_PER_RUN": str(days_per_run),
+        }
+        port = free_loopback_port()
+        base = f"http://127.0.0.1:{port}"
+        deployment = Deployment(work, env, port)
+        chaos = Chaos(stack, deployment, math.ceil(days / days_per_run), list(faults), shares)
+        try:
+            deployment.start()
+            wait_until(lambda: _loaded(base), 300, "webserver", deployment.processes["webserver"])
+            started = time.monotonic()
+            backfill_id = _launch(base, spec)
+            _say(f"backfill {backfill_id} of {days} days launched on {instance_dir.storage}")
+            instance = _instance(instance_dir.home)
+            status = _wait(
+                instance, backfill_id, timeout_s, lambda: chaos.step(instance, backfill_id, started)
+            )
+            wall = time.monotonic() - started
+        finally:
+            deployment.stop()
+        result = _verify(instance_dir.home, spec_path, backfill_id)
+        runs = _runs_summary(_instance(instance_dir.home), backfill_id)
+    return {
+        "backfill_id": backfill_id,
+        "storage": instance_dir.storage,
+        "status": status,
+        "wall_seconds": round(wall, 1),
+        "days": days,
+        "days_per_run": days_per_run,
+        "faults": chaos.done,
+        "faults_not_injected": chaos.todo,
+        "daemon_starts": deployment.daemon_starts,
+        **runs,
+        **_duplicates(stack, database, spec),
+        "every_partition_materialized": result["every_partition_materialized"],
+        "every_check_passed": result["every_check_passed"],
+        "checks": {k: v["passed_and_current"] for k, v in result["checks"].items()},
+        "assets": {k: v["materialized"] for k, v in result["assets"].items()},
+        "run_seconds_median": result["run_seconds_median"],
+        "backfill_status": result["backfill_status"],
+    }
+
+
+def _wait(instance: Any, backfill_id: str, timeout_s: float, tick: Callable[[], None]) -> str:
+    deadline = time.monotonic() + timeout_s
+    last_note = 0.0
+    while time.monotonic() < deadline:
+        backfill = instance.get_backfill(backfill_id)
+        status = backfill.status.value if backfill else "UNKNOWN"
+        if status in TERMINAL:
+            return status
+        tick()
+        if time.monotonic() - last_note > 60:
+            _say(f"backfill {backfill_id}: {status}")
+            last_note = time.monotonic()
+        time.sleep(2)
+    raise TimeoutError(f"backfill {backfill_id} still running after {timeout_s:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=int, default=1096)
+    parser.add_argument("--items-per-day", type=int, default=2_000)
+    parser.add_argument("--days-per-run", type=int, default=30)
+    parser.add_argument("--storage", choices=("auto", "postgres", "sqlite"), default="postgres")
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help=f"comma-separated, in order, from {', '.join(FAULTS)}; `none` for the baseline",
+    )
+    parser.add_argument("--timeout", type=float, default=3_600)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    # a SIGTERM (e.g. `kill <pid>`) stops the deployment and the stack and drops the instance
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    faults = () if args.faults == "none" else tuple(args.faults.split(","))
+    if unknown := set(faults) - set(FAULTS):
+        parser.error(f"--faults: unknown {sorted(unknown)}; choose from {', '.join(FAULTS)}")
+    root = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
+    stack = start_stack(root / "stack", database="chaos_seed")
+    try:
+        os.environ.update(stack.environment())
+        data = backfill_spec_data(args.days, f"parquet/orders-chaos-{int(time.time())}")
+        spec = parse_spec(data)
+        days = [spec.partitions.start + dt.timedelta(days=n) for n in range(args.days)]
+        clock = time.monotonic()
+        seed(
+            spec,
+            s3=aws_client("s3", config=retry_config(5)),
+            dynamodb=aws_client("dynamodb", config=retry_config(5)),
+            mysql=stack.mysql,
+            days=days,
+            items_per_day=args.items_per_day,
+        )
+        seeded = time.monotonic() - clock
+        _say(f"seeded {len(days)} days x {args.items_per_day} items in {seeded:.0f} s")
+        work = root / "run"
+        work.mkdir()
+        outcome = run_backfill(
+            stack,
+            data,
+            work,
+            storage=args.storage,
+            faults=faults,
+            days_per_run=args.days_per_run,
+            timeout_s=args.timeout,
+        )
+    finally:
+        stop_stack(stack)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(root / "stack", ignore_errors=True)
+    summary = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, "-m", "bench.chaos", *sys.argv[1:]]),
+        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+        "items_per_day": args.items_per_day,
+        "seed_seconds": round(seeded, 1),
+        **outcome,
+    }
+    text = json.dumps(summary, indent=2, default=str)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    ok = summary["every_partition_materialized"] and summary["every_check_passed"]
+    if not ok or summary["duplicated_keys"] or summary["faults_not_injected"]:
+        sys.exit("the backfill did not end complete and exact (see above)")
+
+
+if __name__ == "__main__":
+    main()
