@@ -93,12 +93,15 @@ mutation Launch($params: LaunchBackfillParams!) {
 """
 
 
-def _copy_legacy_table(stack: StackState, spec: MigrationSpec, database: str) -> None:
+def _copy_legacy_table(
+    stack: StackState, spec: MigrationSpec, database: str, source: str | None = None
+) -> None:
+    """The seeded legacy table (in `source`, default the stack's database) into `database`."""
     assert spec.legacy_copy is not None
     settings = stack.mysql.with_database(database)
     ensure_database(settings)
     table = spec.legacy_copy.source_table
-    source = stack.mysql.database
+    source = source or stack.mysql.database
     with connection(settings) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE TABLE `{table}` LIKE `{source}`.`{table}`")
         cur.execute(f"INSERT INTO `{table}` SELECT * FROM `{source}`.`{table}`")

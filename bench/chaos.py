@@ -126,10 +126,15 @@ class Chaos:
             time.sleep(5)  # a supervisor's restart delay
             self.deployment.start_daemon()
         elif fault == "worker":
-            workers = self.deployment.run_workers()
-            if not workers:
-                return  # between runs: try again at the next poll
-            note["killed_pids"] = self.deployment.kill_worker(workers[0])
+            found = [
+                (r.dagster_run.run_id, pid)
+                for r in busy
+                if (pid := self.deployment.worker_of(r.dagster_run.run_id)) is not None
+            ]
+            if not found:
+                return  # no step of a busy run at work right now: try at the next poll
+            note["run_id"], worker = found[0]
+            note["killed_pids"] = self.deployment.kill_worker(worker)
         elif fault == "mysql":
             note["mysql_down_seconds"] = round(restart_mysql(self.stack), 1)
         self.todo.pop(0)
@@ -225,14 +230,15 @@ def run_backfill(
     days_per_run: int = 30,
     timeout_s: float = 3_600,
     keep_instance: bool = False,
+    legacy_database: str | None = None,
 ) -> dict[str, Any]:
-    """One backfill of every partition with `faults`; its verified outcome. The legacy table
-    is in the stack's own database (where `seed` wrote it)."""
+    """One backfill of every partition with `faults`; its verified outcome. The seeded legacy
+    table is in `legacy_database` (default: the stack's own database, where `seed` wrote it)."""
     spec = parse_spec(spec_data)
     spec_path = work / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec_data))
     database = f"chaos_{os.getpid()}_{int(time.time())}"
-    _copy_legacy_table(stack, spec, database)
+    _copy_legacy_table(stack, spec, database, legacy_database)
     assert spec.partitions.end is not None
     days = (spec.partitions.end - spec.partitions.start).days
     with own_instance(work / "dagster_home", storage, keep_instance) as instance_dir:
@@ -349,8 +355,7 @@ def main() -> None:
         )
     finally:
         stop_stack(stack)
-        with contextlib.suppress(OSError):
-            shutil.rmtree(root / "stack", ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
     summary = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, "-m", "bench.chaos", *sys.argv[1:]]),

@@ -26,10 +26,10 @@ from .processes import free_loopback_port, pid_alive, port_accepts, wait_until
 LOCATION = "migration_assets"
 
 
-def _children(pid: int) -> list[int]:
-    with contextlib.suppress(OSError):
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return []
+def _parent(pid: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return None
 
 
 class Deployment:
@@ -110,14 +110,19 @@ class Deployment:
                 return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             return b""
 
-        servers = [
-            pid
-            for pid in descendants(self.processes["code-server"].pid)
-            if b" api grpc " in command(pid)
-        ]
-        return [
-            pid for server in servers for pid in _children(server) if b"spawn_main" in command(pid)
-        ]
+        tree = descendants(self.processes["code-server"].pid)
+        servers = {pid for pid in tree if b" api grpc " in command(pid)}
+        return [pid for pid in tree if _parent(pid) in servers and b"spawn_main" in command(pid)]
+
+    def worker_of(self, run_id: str) -> int | None:
+        """The worker of run `run_id` while one of its steps runs (the step's compute log
+        capture, a child of the worker, names the run in its command line)."""
+        for worker in self.run_workers():
+            for child in descendants(worker):
+                with contextlib.suppress(OSError):
+                    if run_id.encode() in Path(f"/proc/{child}/cmdline").read_bytes():
+                        return worker
+        return None
 
     def kill_worker(self, pid: int) -> list[int]:
         """SIGKILL a run worker and what it started (a dead container takes all of it)."""
