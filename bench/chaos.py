@@ -18,10 +18,11 @@ Nothing else is done by hand. At the end: every partition of every asset materia
 check of every partition passed against its latest materialization, no duplicate key in the
 target table (MySQL), the target's rows; the runs retried and why.
 
-    .venv/bin/python -m bench.chaos --days 1096 --items-per-day 2000 --storage postgres
-    .venv/bin/python -m bench.chaos --days 1096 --items-per-day 2000 --faults none --storage sqlite
+    .venv/bin/python -m bench.chaos --days 1096 --items-per-day 2000 \\
+        --runs postgres:chaos,postgres:none,sqlite:none --json bench/results/chaos-latest.json
 
-`--faults none` is the same backfill without faults (the baselines).
+runs the backfill with the faults on PostgreSQL, then the same without faults on PostgreSQL and
+on SQLite (the baselines), one after the other on the same seed.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from migration_assets.spec import MigrationSpec, parse_spec
 
 from .backfill import LAUNCH, TERMINAL, _copy_legacy_table, _graphql, _instance, _loaded, _verify
 from .backfill import _spec_data as backfill_spec_data
+from .common import write_json
 
 FAULTS = ("daemon", "worker", "mysql")
 SHARES = (0.15, 0.40, 0.65)  # the n-th fault: after this share of the backfill's runs succeeded
@@ -305,30 +307,50 @@ def _wait(instance: Any, backfill_id: str, timeout_s: float, tick: Callable[[], 
     raise TimeoutError(f"backfill {backfill_id} still running after {timeout_s:.0f} s")
 
 
+def _plan(text: str) -> tuple[str, tuple[str, ...]]:
+    """`storage:faults`: `postgres:chaos` (every fault), `sqlite:none`, `postgres:daemon+mysql`."""
+    storage, _, faults = text.partition(":")
+    chosen = (
+        FAULTS if faults in ("", "chaos") else () if faults == "none" else tuple(faults.split("+"))
+    )
+    if storage not in ("auto", "postgres", "sqlite") or set(chosen) - set(FAULTS):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: STORAGE:FAULTS with STORAGE postgres, sqlite or auto and FAULTS chaos, "
+            f"none or +-joined from {', '.join(FAULTS)}"
+        )
+    return storage, chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=1096)
     parser.add_argument("--items-per-day", type=int, default=2_000)
     parser.add_argument("--days-per-run", type=int, default=30)
-    parser.add_argument("--storage", choices=("auto", "postgres", "sqlite"), default="postgres")
     parser.add_argument(
-        "--faults",
-        default=",".join(FAULTS),
-        help=f"comma-separated, in order, from {', '.join(FAULTS)}; `none` for the baseline",
+        "--runs",
+        type=lambda text: [_plan(t) for t in text.split(",")],
+        default=[("postgres", FAULTS)],
+        help="backfills on the same seed, one after the other: comma-separated STORAGE:FAULTS "
+        "(default postgres:chaos; e.g. postgres:chaos,postgres:none,sqlite:none)",
     )
     parser.add_argument("--timeout", type=float, default=3_600)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="written after each backfill")
     args = parser.parse_args()
     # a SIGTERM (e.g. `kill <pid>`) stops the deployment and the stack and drops the instance
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    faults = () if args.faults == "none" else tuple(args.faults.split(","))
-    if unknown := set(faults) - set(FAULTS):
-        parser.error(f"--faults: unknown {sorted(unknown)}; choose from {', '.join(FAULTS)}")
     root = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
     stack = start_stack(root / "stack", database="chaos_seed")
+    summary: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, "-m", "bench.chaos", *sys.argv[1:]]),
+        "machine": {"cpus": os.cpu_count()},
+        "days": args.days,
+        "items_per_day": args.items_per_day,
+        "backfills": [],
+    }
     try:
         os.environ.update(stack.environment())
-        data = backfill_spec_data(args.days, f"parquet/orders-chaos-{int(time.time())}")
+        data = backfill_spec_data(args.days, "parquet/orders-chaos-seed")
         spec = parse_spec(data)
         days = [spec.partitions.start + dt.timedelta(days=n) for n in range(args.days)]
         clock = time.monotonic()
@@ -340,38 +362,46 @@ def main() -> None:
             days=days,
             items_per_day=args.items_per_day,
         )
-        seeded = time.monotonic() - clock
-        _say(f"seeded {len(days)} days x {args.items_per_day} items in {seeded:.0f} s")
-        work = root / "run"
-        work.mkdir()
-        outcome = run_backfill(
-            stack,
-            data,
-            work,
-            storage=args.storage,
-            faults=faults,
-            days_per_run=args.days_per_run,
-            timeout_s=args.timeout,
-        )
+        summary["seed_seconds"] = round(time.monotonic() - clock, 1)
+        _say(f"seeded {len(days)} days x {args.items_per_day} items")
+        for index, (storage, faults) in enumerate(args.runs):
+            work = root / f"run-{index}"
+            work.mkdir()
+            data["s3"]["parquet_prefix"] = f"parquet/orders-chaos-{index}-{int(time.time())}"
+            outcome = run_backfill(
+                stack,
+                data,
+                work,
+                storage=storage,
+                faults=faults,
+                days_per_run=args.days_per_run,
+                timeout_s=args.timeout,
+            )
+            outcome["load_average_at_end"] = os.getloadavg()
+            summary["backfills"].append(outcome)
+            _say(
+                f"backfill {index} ({storage}, faults: {'+'.join(faults) or 'none'}): "
+                f"{outcome['wall_seconds']} s, {outcome['runs']} runs "
+                f"({outcome['runs_retried']} retried), complete and exact: {_exact(outcome)}"
+            )
+            if args.json:
+                write_json(summary, args.json)
     finally:
         stop_stack(stack)
         shutil.rmtree(root, ignore_errors=True)
-    summary = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, "-m", "bench.chaos", *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
-        "items_per_day": args.items_per_day,
-        "seed_seconds": round(seeded, 1),
-        **outcome,
-    }
-    text = json.dumps(summary, indent=2, default=str)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    ok = summary["every_partition_materialized"] and summary["every_check_passed"]
-    if not ok or summary["duplicated_keys"] or summary["faults_not_injected"]:
-        sys.exit("the backfill did not end complete and exact (see above)")
+    print(json.dumps(summary, indent=2, default=str))
+    if not all(_exact(outcome) for outcome in summary["backfills"]):
+        sys.exit("a backfill did not end complete and exact (see above)")
+
+
+def _exact(outcome: dict[str, Any]) -> bool:
+    return bool(
+        outcome["every_partition_materialized"]
+        and outcome["every_check_passed"]
+        and outcome["duplicated_keys"] == 0
+        and not outcome["faults_not_injected"]
+        and not outcome["runs_failed_for_good"]
+    )
 
 
 if __name__ == "__main__":
