@@ -2,6 +2,7 @@
 fresh database of its own with the URL only in the environment, SQLite otherwise; the shipped
 settings (run retries, run monitoring); a step retried for a transient MySQL error only."""
 
+import argparse
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -9,6 +10,7 @@ import dagster as dg
 import pymysql
 import pytest
 import yaml
+from dotenv import dotenv_values
 
 from migration_assets.defs import step_retries as retries
 from migration_assets.devstack.instance import (
@@ -137,3 +139,30 @@ def test_a_transient_mysql_error_retries_the_step_and_another_error_does_not(mon
         [_flaky(refused, attempts)], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
     )
     assert not result.success and attempts == [0]
+
+
+def test_stack_up_puts_the_instance_in_a_fresh_database_and_down_drops_it(tmp_path, monkeypatch):
+    """`make stack-up` / `make stack-down` (`make dev` starts the same), in a scratch folder."""
+    server = require_postgres()
+    from migration_assets.devstack import __main__ as cli
+
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(cli, "WORK_DIR", tmp_path / ".devstack")
+    monkeypatch.setattr(cli, "STATE_PATH", tmp_path / ".devstack" / "state.json")
+    monkeypatch.setattr(cli, "ENV_PATH", tmp_path / ".env")
+    monkeypatch.delenv("MIGRATION_MYSQL_URL", raising=False)
+    args = argparse.Namespace(days=0)
+    state = cli.cmd_up(args)
+    try:
+        assert state.dagster_database in _databases(server)
+        env = dotenv_values(tmp_path / ".env")
+        home = tmp_path / ".devstack" / "dagster_home"
+        assert env["DAGSTER_HOME"] == str(home)
+        assert env[INSTANCE_URL_ENV].endswith(f"/{state.dagster_database}")
+        written = (home / "dagster.yaml").read_text()
+        assert f"env: {INSTANCE_URL_ENV}" in written and "127.0.0.1" not in written
+        assert "postgresql" not in (tmp_path / ".devstack" / "state.json").read_text()
+    finally:
+        cli.cmd_down(args)
+    assert state.dagster_database not in _databases(server)
+    assert not (tmp_path / ".env").exists()
