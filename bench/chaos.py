@@ -45,17 +45,24 @@ from typing import Any
 
 import yaml
 
-from migration_assets.aws import aws_client, retry_config
 from migration_assets.devstack.deployment import Deployment
 from migration_assets.devstack.instance import InstanceDir, create_instance, remove_instance
 from migration_assets.devstack.mysql_server import start_throwaway_mysql
-from migration_assets.devstack.processes import free_loopback_port, stop_pid, wait_until
-from migration_assets.devstack.seed import seed
+from migration_assets.devstack.processes import exported, free_loopback_port, stop_pid, wait_until
 from migration_assets.devstack.stack import StackState, start_stack, stop_stack
 from migration_assets.mysql.connection import connection
 from migration_assets.spec import MigrationSpec, parse_spec
 
-from .backfill import LAUNCH, TERMINAL, _copy_legacy_table, _graphql, _instance, _loaded, _verify
+from .backfill import (
+    LAUNCH,
+    TERMINAL,
+    _copy_legacy_table,
+    _graphql,
+    _instance,
+    _loaded,
+    _verify,
+    seed_stack,
+)
 from .backfill import _spec_data as backfill_spec_data
 from .common import write_json
 
@@ -193,16 +200,11 @@ def own_instance(home: Path, storage: str, keep: bool = False) -> Iterator[Insta
     """A fresh instance (`devstack/instance.py`) whose variables this process has too (it
     reads the runs), removed afterwards unless `keep`."""
     instance_dir = create_instance(home, storage)  # type: ignore[arg-type]
-    saved = {k: os.environ.get(k) for k in (*instance_dir.environment(), "MIGRATION_SPEC")}
-    os.environ.update(instance_dir.environment())
     try:
-        yield instance_dir
+        # bench.backfill._verify sets MIGRATION_SPEC
+        with exported(instance_dir.environment(), also_restore=["MIGRATION_SPEC"]):
+            yield instance_dir
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         if not keep:
             remove_instance(instance_dir)
 
@@ -350,20 +352,8 @@ def main() -> None:
     }
     try:
         os.environ.update(stack.environment())
-        data = backfill_spec_data(args.days, "parquet/orders-chaos-seed")
-        spec = parse_spec(data)
-        days = [spec.partitions.start + dt.timedelta(days=n) for n in range(args.days)]
-        clock = time.monotonic()
-        seed(
-            spec,
-            s3=aws_client("s3", config=retry_config(5)),
-            dynamodb=aws_client("dynamodb", config=retry_config(5)),
-            mysql=stack.mysql,
-            days=days,
-            items_per_day=args.items_per_day,
-        )
-        summary["seed_seconds"] = round(time.monotonic() - clock, 1)
-        _say(f"seeded {len(days)} days x {args.items_per_day} items")
+        summary["seed_seconds"] = round(seed_stack(stack, args.days, args.items_per_day)[1], 1)
+        data = backfill_spec_data(args.days, "parquet/orders-chaos")
         for index, (storage, faults) in enumerate(args.runs):
             work = root / f"run-{index}"
             work.mkdir()
