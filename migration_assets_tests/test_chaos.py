@@ -46,7 +46,7 @@ def test_a_backfill_ends_complete_and_exact_through_daemon_worker_and_mysql_cras
         data,
         tmp_path,
         storage="postgres",
-        shares=(0.0, 0.25, 0.5),  # daemon during the first runs, worker and MySQL later
+        shares=(0.0, 0.25, 0.25),  # the daemon at once, then the worker, MySQL 15 s later
         days_per_run=DAYS_PER_RUN,
         timeout_s=600,
         legacy_database=mysql_db.database,
