@@ -18,7 +18,7 @@ from migration_assets.devstack.instance import (
     PG_URL_ENV,
     SHIPPED_INSTANCE,
     InstanceStorageError,
-    _connect,
+    connect,
     create_instance,
     remove_instance,
 )
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _databases(server: str) -> set[str]:
-    connection = _connect(server)
+    connection = connect(server)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT datname FROM pg_database")

@@ -20,7 +20,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -52,7 +52,8 @@ def sqlalchemy_url(url: str, database: str) -> str:
     return urlunsplit(urlsplit(url)._replace(scheme="postgresql+psycopg2", path="/" + database))
 
 
-def _connect(url: str, timeout_s: int = 3):
+def connect(url: str, timeout_s: int = 3) -> Any:
+    """An autocommit psycopg2 connection to the server `url` (libpq form)."""
     import psycopg2  # dagster-postgres's driver; imported late (only when PostgreSQL is used)
 
     connection = psycopg2.connect(url, connect_timeout=timeout_s)
@@ -61,7 +62,7 @@ def _connect(url: str, timeout_s: int = 3):
 
 
 def _execute(url: str, statement: str) -> None:
-    connection = _connect(url)  # not `with connection`: that opens a transaction (psycopg2 2.9)
+    connection = connect(url)  # not `with connection`: that opens a transaction (psycopg2 2.9)
     try:
         with connection.cursor() as cursor:
             cursor.execute(statement)
@@ -77,7 +78,7 @@ def postgres_server(storage: Storage = "auto") -> str | None:
     configured = os.environ.get(PG_URL_ENV)
     url = configured or LOCAL_SERVER_URL
     try:
-        _connect(url).close()
+        connect(url).close()
     except Exception as exc:
         if configured or storage == "postgres":
             setting = PG_URL_ENV if configured else f"the local server ({LOCAL_SERVER_URL})"
