@@ -4,7 +4,7 @@ daemon is SIGKILLed and started again, a run's worker is SIGKILLed and MariaDB r
 End to end, as `bench/backfill.py` (the same seed, graph, checks and verification through the
 instance API), but Dagster runs as deployed (`devstack/deployment.py`: a code server, a
 webserver and a daemon, each its own process) on an instance of its own (`devstack/instance.py`:
-a fresh PostgreSQL database, or SQLite with `--storage sqlite`) with the shipped instance
+a fresh PostgreSQL database, or SQLite: `--runs sqlite:...`) with the shipped instance
 settings: run retries, run monitoring, pools. The backfill is launched as an operator would
 (GraphQL `launchPartitionBackfill`, all partitions, tags `dagster/max_retries` and
 `dagster/retry_strategy`), then the faults come one after the other, spread over the backfill
