@@ -27,7 +27,14 @@ from pathlib import Path
 
 from ..aws import aws_client, retry_config
 from ..spec import load_spec
-from .instance import InstanceDir, create_instance, masked, postgres_server, remove_instance
+from .instance import (
+    InstanceDir,
+    InstanceStorageError,
+    create_instance,
+    masked,
+    postgres_server,
+    remove_instance,
+)
 from .seed import seed
 from .stack import StackState, load_state, save_state, start_stack, stop_stack, write_env_file
 
@@ -126,7 +133,10 @@ def cmd_down(_: argparse.Namespace) -> None:
     else:
         stop_stack(state)
         if state.dagster_database:
-            remove_instance(_instance(state))
+            try:
+                remove_instance(_instance(state))
+            except InstanceStorageError as exc:  # the server went away: nothing to drop there
+                _say(f"Dagster instance database {state.dagster_database} not dropped: {exc}")
         _say("stopped")
     STATE_PATH.unlink(missing_ok=True)
     # a stale .env would point dagster (which loads it from the working directory, over
