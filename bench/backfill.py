@@ -64,6 +64,27 @@ def _spec_data(days: int, parquet_prefix: str) -> dict[str, Any]:
     return data
 
 
+def seed_stack(stack: StackState, days: int, items_per_day: int) -> tuple[Any, float]:
+    """`days` days from the example spec's start seeded on `stack` (exports in S3, the legacy
+    table in the stack's database); the seed's report and its seconds."""
+    spec = parse_spec(_spec_data(days, "parquet/orders-seed"))
+    clock = time.monotonic()
+    report = seed(
+        spec,
+        s3=aws_client("s3", config=retry_config(5)),
+        dynamodb=aws_client("dynamodb", config=retry_config(5)),
+        mysql=stack.mysql,
+        days=[spec.partitions.start + dt.timedelta(days=n) for n in range(days)],
+        items_per_day=items_per_day,
+    )
+    seeded = time.monotonic() - clock
+    _say(
+        f"seeded {days} days x {items_per_day} items in {seeded:.0f} s: "
+        f"{report.full_export_items} items in the full export, {report.legacy_rows} legacy rows"
+    )
+    return report, seeded
+
+
 def _graphql(base: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{base}/graphql",
@@ -93,12 +114,15 @@ mutation Launch($params: LaunchBackfillParams!) {
 """
 
 
-def _copy_legacy_table(stack: StackState, spec: MigrationSpec, database: str) -> None:
+def _copy_legacy_table(
+    stack: StackState, spec: MigrationSpec, database: str, source: str | None = None
+) -> None:
+    """The seeded legacy table (in `source`, default the stack's database) into `database`."""
     assert spec.legacy_copy is not None
     settings = stack.mysql.with_database(database)
     ensure_database(settings)
     table = spec.legacy_copy.source_table
-    source = stack.mysql.database
+    source = source or stack.mysql.database
     with connection(settings) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE TABLE `{table}` LIKE `{source}`.`{table}`")
         cur.execute(f"INSERT INTO `{table}` SELECT * FROM `{source}`.`{table}`")
@@ -344,23 +368,7 @@ def main() -> None:
     stack = start_stack(root / "stack", database="backfill_seed")
     try:
         os.environ.update(stack.environment())
-        spec = parse_spec(_spec_data(args.days, "parquet/orders-seed"))
-        days = [spec.partitions.start + dt.timedelta(days=n) for n in range(args.days)]
-        clock = time.monotonic()
-        report = seed(
-            spec,
-            s3=aws_client("s3", config=retry_config(5)),
-            dynamodb=aws_client("dynamodb", config=retry_config(5)),
-            mysql=stack.mysql,
-            days=days,
-            items_per_day=args.items_per_day,
-        )
-        seeded = time.monotonic() - clock
-        _say(
-            f"seeded {len(days)} days x {args.items_per_day} items in {seeded:.0f} s: "
-            f"{report.full_export_items} items in the full export, {report.legacy_rows} legacy "
-            "rows"
-        )
+        report, seeded = seed_stack(stack, args.days, args.items_per_day)
         repetitions = []
         for batch in args.days_per_run:
             for _ in range(args.repeat):

@@ -6,7 +6,6 @@ the devstack starts; each test that needs the database gets a fresh database of 
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 import yaml
 from botocore.config import Config
 
+from migration_assets.devstack.processes import exported
 from migration_assets.devstack.stack import StackState, start_stack, stop_stack
 from migration_assets.mysql.connection import MySQLSettings, connection, ensure_database
 from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec
@@ -24,16 +24,10 @@ from migration_assets.spec import EXAMPLE_SPEC, MigrationSpec, parse_spec
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackState]:
     state = start_stack(tmp_path_factory.mktemp("devstack"))
-    saved = {key: os.environ.get(key) for key in state.environment()}
-    os.environ.update(state.environment())
     try:
-        yield state
+        with exported(state.environment()):
+            yield state
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         stop_stack(state)
 
 

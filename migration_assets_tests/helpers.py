@@ -4,6 +4,7 @@ the decoding tests' spec."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from decimal import Decimal
 
 import dagster as dg
@@ -172,3 +173,23 @@ def execute(settings, sql, params=()):
 
 def connector(settings):
     return lambda: connection(settings)
+
+
+# ---------------------------------------------------------------- PostgreSQL (Dagster instance)
+
+REQUIRE_POSTGRES_ENV = "MIGRATION_REQUIRE_POSTGRES"  # set by .ci/run: a missing server fails
+
+
+def require_postgres() -> str:
+    """The PostgreSQL server the instance tests use; skip (dev machine) or fail (CI) without."""
+    import pytest
+
+    from migration_assets.devstack.instance import postgres_server
+
+    server = postgres_server()
+    if server is None:
+        reason = "no PostgreSQL server answers (MIGRATION_DAGSTER_PG_URL or 127.0.0.1:5432)"
+        if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+            pytest.fail(f"{reason}; {REQUIRE_POSTGRES_ENV}=1 requires one")
+        pytest.skip(reason)
+    return server

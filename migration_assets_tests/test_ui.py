@@ -36,6 +36,7 @@ from migration_assets.defs.location import build_assets
 from migration_assets.defs.naming import Naming
 from migration_assets.devstack import synthetic
 from migration_assets.devstack.dagster_dev import start_dagster_dev, stop_dagster_dev
+from migration_assets.devstack.instance import InstanceDir, create_instance, remove_instance
 from migration_assets.devstack.processes import free_loopback_port, wait_until
 from migration_assets.devstack.seed import SeedReport, existing_target_summary, seed
 from migration_assets.devstack.stack import StackState
@@ -90,7 +91,7 @@ def _browser_or_skip() -> None:
 @dataclass
 class DagsterUI:
     base_url: str
-    home: Path
+    instance: InstanceDir
     log_path: Path
 
     def log_tail(self, lines: int = 40) -> str:
@@ -137,22 +138,20 @@ def dagster_ui(
     mysql_db: MySQLSettings,
     ui_spec: tuple[Path, list[MigrationSpec]],
     tmp_path: Path,
-    repo_root: Path,
 ) -> Iterator[DagsterUI]:
-    """`dagster dev` on a free port with a throwaway instance (the repo's dagster.yaml)."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(repo_root / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    """`dagster dev` on a free port with a throwaway instance (the repo's dagster.yaml; in a
+    fresh PostgreSQL database when a server answers, as `make dev`)."""
+    instance = create_instance(tmp_path / "dagster_home")
     env = {
         **os.environ,
         **stack.environment(),
         "MIGRATION_MYSQL_URL": mysql_db.url,
         "MIGRATION_SPEC": str(ui_spec[0]),
-        "DAGSTER_HOME": str(home),
+        **instance.environment(),
     }
     port = free_loopback_port()
     process, log_path = start_dagster_dev(tmp_path, env, port)
-    ui = DagsterUI(f"http://127.0.0.1:{port}", home, log_path)
+    ui = DagsterUI(f"http://127.0.0.1:{port}", instance, log_path)
     try:
         wait_until(
             lambda: _target_loaded(ui.base_url),
@@ -164,6 +163,7 @@ def dagster_ui(
         yield ui
     finally:
         stop_dagster_dev(process)
+        remove_instance(instance)
 
 
 def _everything(specs: list[MigrationSpec]) -> tuple[set[str], set[dg.AssetCheckKey]]:
@@ -352,7 +352,8 @@ def test_materialize_a_day_by_clicking_through_the_ui(
             browser.close()
     print(f"UI flow took {time.monotonic() - started:.1f} s")
 
-    monkeypatch.setenv("DAGSTER_HOME", str(dagster_ui.home))
+    for name, value in dagster_ui.instance.environment().items():
+        monkeypatch.setenv(name, value)
     with dg.DagsterInstance.get() as instance:
         run = instance.get_run_by_id(run_id)
         assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS

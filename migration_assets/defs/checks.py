@@ -23,6 +23,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from ..days import parse_day
 from ..quality.validate import Validation, validate_all
 from ..quality.verdicts import MissingDayError
+from .step_retries import retried_when_transient
 
 
 def _days(context: dg.AssetCheckExecutionContext) -> list[str]:
@@ -175,8 +176,9 @@ def day_check(
         required_resource_keys=set(resources),
     )
     def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        verdict = judge(context.resources)
-        (result,) = _results(context, lambda day: {name: verdict(parse_day(day))})
+        with retried_when_transient(context):
+            verdict = judge(context.resources)
+            (result,) = _results(context, lambda day: {name: verdict(parse_day(day))})
         return result
 
     return check
@@ -205,8 +207,10 @@ def day_checks(
         required_resource_keys=set(resources),
     )
     def checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-        verdicts = judge(context.resources)
-        yield from _results(context, lambda day: verdicts(parse_day(day)))
+        with retried_when_transient(context):
+            verdicts = judge(context.resources)
+            results = _results(context, lambda day: verdicts(parse_day(day)))
+        yield from results
 
     return checks
 

@@ -2,7 +2,8 @@
 
 - `up`    starts moto and (unless MIGRATION_MYSQL_URL is set) a throwaway MariaDB, seeds a few
           days, writes `.env` for `dagster dev` and the CLI; the servers keep running.
-- `down`  stops what `up` started and removes the throwaway data directory.
+- `down`  stops what `up` started, removes the throwaway data directory and drops the Dagster
+          instance's PostgreSQL database.
 - `env`   prints `export` lines for a shell (`eval "$(python -m migration_assets.devstack env)"`).
 - `demo`  up, seed, materialize every registered asset for the seeded days, then (with change
           capture) update and delete copied legacy rows and show them reach the new table
@@ -17,6 +18,7 @@ import datetime as dt
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +29,14 @@ from ..aws import aws_client, retry_config
 from ..defs.naming import Naming
 from ..migrations import load_migrations
 from ..spec import MigrationSpec
+from .instance import (
+    InstanceDir,
+    InstanceStorageError,
+    create_instance,
+    masked,
+    postgres_server,
+    remove_instance,
+)
 from .seed import seed
 from .stack import StackState, load_state, save_state, start_stack, stop_stack, write_env_file
 
@@ -41,12 +51,32 @@ def _say(message: str) -> None:
     print(f"[devstack] {message}", flush=True)
 
 
+def _instance(state: StackState) -> InstanceDir:
+    """The stack's Dagster instance: its own PostgreSQL database when `up` found a server,
+    else SQLite in the shipped `dagster_home/`."""
+    if state.dagster_home and state.dagster_database:
+        server = postgres_server("postgres")
+        return InstanceDir(Path(state.dagster_home), state.dagster_database, server)
+    return InstanceDir(DAGSTER_HOME)
+
+
 def _environment(state: StackState) -> dict[str, str]:
     env = state.environment()
-    env["DAGSTER_HOME"] = str(DAGSTER_HOME)
+    env.update(_instance(state).environment())
     if "MIGRATION_SPEC" in os.environ:
         env["MIGRATION_SPEC"] = str(Path(os.environ["MIGRATION_SPEC"]).resolve())
     return env
+
+
+def _start_instance(state: StackState) -> None:
+    server = postgres_server()
+    if server is None:
+        _say(f"Dagster instance: SQLite in {DAGSTER_HOME} (no PostgreSQL answered)")
+        return
+    shutil.rmtree(WORK_DIR / "dagster_home", ignore_errors=True)  # a crashed stack's
+    instance = create_instance(WORK_DIR / "dagster_home", "postgres")
+    state.dagster_home, state.dagster_database = str(instance.home), instance.database
+    _say(f"Dagster instance: database {instance.database} on {masked(server)}")
 
 
 def cmd_up(args: argparse.Namespace) -> StackState:
@@ -55,10 +85,15 @@ def cmd_up(args: argparse.Namespace) -> StackState:
         _say(f"already running (AWS at {state.aws_endpoint_url}, MySQL at {state.mysql})")
     else:
         state = start_stack(WORK_DIR)
-        save_state(state, STATE_PATH)
         _say(f"moto server at {state.aws_endpoint_url}")
         origin = "MIGRATION_MYSQL_URL" if state.mysql_pid is None else "throwaway MariaDB"
         _say(f"MySQL ({origin}) at {state.mysql}")
+        try:
+            _start_instance(state)
+        except BaseException:
+            stop_stack(state)
+            raise
+        save_state(state, STATE_PATH)
     write_env_file(ENV_PATH, _environment(state))
     _say(f"environment written to {ENV_PATH.relative_to(REPO_ROOT)}")
     if args.days > 0:
@@ -112,6 +147,11 @@ def cmd_down(_: argparse.Namespace) -> None:
         _say("nothing running")
     else:
         stop_stack(state)
+        if state.dagster_database:
+            try:
+                remove_instance(_instance(state))
+            except InstanceStorageError as exc:  # the server went away: nothing to drop there
+                _say(f"Dagster instance database {state.dagster_database} not dropped: {exc}")
         _say("stopped")
     STATE_PATH.unlink(missing_ok=True)
     # a stale .env would point dagster (which loads it from the working directory, over

@@ -19,7 +19,7 @@ import yaml
 from .processes import pid_alive
 
 
-def _default_signals() -> None:
+def default_signals() -> None:
     # a shell's background job (e.g. CI) starts with SIGINT ignored; dagster dev needs it
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -44,12 +44,12 @@ def start_dagster_dev(work: Path, env: dict[str, str], port: int) -> tuple[subpr
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_default_signals,
+            preexec_fn=default_signals,
         )
     return process, log_path
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every live descendant of `pid` (from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -71,7 +71,7 @@ def _descendants(pid: int) -> list[int]:
 
 def stop_dagster_dev(process: subprocess.Popen) -> None:
     """SIGINT (dagster dev's clean shutdown), then SIGKILL whatever of its tree is left."""
-    tree = _descendants(process.pid)
+    tree = descendants(process.pid)
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGINT)
         try:

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+
+@contextlib.contextmanager
+def exported(variables: Mapping[str, str], also_restore: Iterable[str] = ()) -> Iterator[None]:
+    """`variables` in this process's environment for the block; afterwards those (and the
+    names in `also_restore`, which the block may set) are as they were before."""
+    saved = {name: os.environ.get(name) for name in (*variables, *also_restore)}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def free_loopback_port() -> int:

@@ -32,6 +32,8 @@ class StackState:
     mysql_url: str
     mysql_pid: int | None = None  # None when MIGRATION_MYSQL_URL pointed at an existing server
     mysql_dir: str | None = None
+    dagster_home: str | None = None  # set by `up` when the instance is in PostgreSQL
+    dagster_database: str | None = None  # that instance's database (devstack/instance.py)
 
     @property
     def mysql(self) -> MySQLSettings:

@@ -18,6 +18,7 @@ from ..eta import DayLog, per_day_result
 from ..naming import SINGLE, Naming
 from ..partitions import backfill_policy
 from ..resources import MYSQL_POOL, MySQLResource
+from ..step_retries import step_retries
 
 
 class LoadConfig(dg.Config):
@@ -64,6 +65,7 @@ def build_aurora_assets(
             "atomically."
         ),
     )
+    @step_retries
     def aurora_temp_table(
         context: dg.AssetExecutionContext, config: LoadConfig, s3: S3Resource, mysql: MySQLResource
     ) -> dg.MaterializeResult:
@@ -116,6 +118,7 @@ def build_aurora_assets(
             "`chunk_rows` staged rows, each its own short transaction."
         ),
     )
+    @step_retries
     def target_table(
         context: dg.AssetExecutionContext, config: MergeConfig, mysql: MySQLResource
     ) -> dg.MaterializeResult:

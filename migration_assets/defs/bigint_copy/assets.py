@@ -18,6 +18,7 @@ from ..eta import per_day_result
 from ..naming import SINGLE, Naming
 from ..partitions import DAYS_PER_RUN
 from ..resources import MYSQL_POOL, MySQLResource
+from ..step_retries import step_retries
 
 
 class CopyConfig(dg.Config):
@@ -46,6 +47,7 @@ def build_bigint_table_copy(
             "SELECT over id ranges of `chunk_rows` rows, `connections` at a time; idempotent."
         ),
     )
+    @step_retries
     def bigint_table_copy(
         context: dg.AssetExecutionContext, config: CopyConfig, mysql: MySQLResource
     ) -> dg.MaterializeResult:
